@@ -1,0 +1,1 @@
+"""Specwatch: continuous metric verification."""
