@@ -1,1 +1,0 @@
-"""Alembic migrations of the SQL store (installed as ``specwatch.migrations``)."""

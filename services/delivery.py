@@ -1,0 +1,206 @@
+"""Delivering points to the time-series store: group commit on the fast path, outbox otherwise.
+
+An ingest commits the job and an outbox row to SQL, then hands the job's points to the
+deliverer and waits a little (``series_write_wait_s``).  The deliverer writes everything queued
+in one request (concurrent ingests share one InfluxDB write), deletes the outbox rows of what it
+delivered and wakes the waiters.  What fails, or what a process crashed before delivering,
+stays in the outbox: a sweep delivers it with exponential back-off once the series store
+answers again.  Writes are idempotent, so delivering twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from specwatch.exceptions import SeriesStoreError
+from specwatch.store.jobs import JobStore, StoredJob
+from specwatch.store.outbox import OutboxStore
+from specwatch.store.series.base import SeriesPoint, TimeSeriesStore
+
+log = structlog.get_logger("specwatch.delivery")
+
+# An outbox row of a job on the fast path becomes due for the sweep only after this grace, so
+# that the sweep does not race the process that is delivering it.
+FAST_PATH_GRACE = timedelta(seconds=30)
+
+
+def point_time_ns(job_id: int, time_ns: int) -> int:
+    """The series timestamp of a job: its time, plus ``job_id % 1000`` nanoseconds.
+
+    InfluxDB keeps one point per (measurement, tags, time); the offset keeps two jobs sent
+    with the same time and context from overwriting each other.
+    """
+    return time_ns - time_ns % 1000 + job_id % 1000
+
+
+def points_for_job(job: StoredJob) -> list[SeriesPoint]:
+    """One point per metric package of the job."""
+    context = job.context
+    tags = {
+        "dataset": context.dataset or "",
+        "instrument": context.instrument or "",
+        "filter": context.filter or "",
+        "branch": context.branch or "",
+        "pr": str(context.pr) if context.pr is not None else "",
+        "pipeline": context.ci_name or "",
+    }
+    tags = {key: value for key, value in tags.items() if value}
+    by_package: dict[str, dict[str, float]] = {}
+    for measurement in job.measurements:
+        package, _, name = measurement.metric.partition(".")
+        by_package.setdefault(package, {})[name] = measurement.value
+    time_ns = point_time_ns(job.id, job.time_ns)
+    return [
+        SeriesPoint(
+            package=package,
+            time_ns=time_ns,
+            job_id=job.id,
+            values=values,
+            tags=tags,
+            commit=context.commit,
+        )
+        for package, values in sorted(by_package.items())
+    ]
+
+
+@dataclass(slots=True)
+class _Pending:
+    job_id: int
+    points: list[SeriesPoint]
+    done: asyncio.Future[bool]
+
+
+class OutboxDeliverer:
+    """The background task that moves points from SQL to the series store."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        series: TimeSeriesStore,
+        *,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 60.0,
+        batch_jobs: int = 200,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._series = series
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._batch_jobs = batch_jobs
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failures = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="specwatch-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for pending in self._queue:
+            if not pending.done.done():
+                pending.done.set_result(False)
+        self._queue.clear()
+
+    async def submit(self, job: StoredJob, wait_s: float) -> bool:
+        """Queue a committed job's points; True once they are in the series store.
+
+        Returns False when ``wait_s`` passes first or the store fails: the outbox keeps them.
+        """
+        if self._task is None:
+            return False
+        pending = _Pending(job.id, points_for_job(job), asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.done), timeout=wait_s)
+        except TimeoutError:
+            return False
+
+    async def drain(self) -> int:
+        """Deliver every due outbox row now (tests, CLI); returns how many jobs were delivered."""
+        return await self._sweep(due_only=False)
+
+    async def _run(self) -> None:
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._queue:
+                await self._deliver_queue()
+                continue
+            if loop.time() >= next_sweep:
+                try:
+                    delivered = await self._sweep(due_only=True)
+                except Exception as error:  # noqa: BLE001 -- keep the loop alive, log and retry
+                    log.warning("outbox sweep failed", error=str(error))
+                    delivered = 0
+                delay = 0.0 if delivered >= self._batch_jobs else self._backoff_s()
+                next_sweep = loop.time() + max(delay, 0.05 if delivered else 1.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - loop.time()))
+
+    def _backoff_s(self) -> float:
+        if self._failures == 0:
+            return 1.0
+        return min(self._retry_max_s, self._retry_initial_s * 2 ** (self._failures - 1))
+
+    async def _deliver_queue(self) -> None:
+        batch, self._queue = self._queue[: self._batch_jobs], self._queue[self._batch_jobs :]
+        points = [point for pending in batch for point in pending.points]
+        job_ids = [pending.job_id for pending in batch]
+        ok = await self._write(points, job_ids)
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_result(ok)
+
+    async def _write(self, points: list[SeriesPoint], job_ids: list[int]) -> bool:
+        now = datetime.now(UTC)
+        try:
+            await self._series.write(points)
+        except SeriesStoreError as error:
+            self._failures += 1
+            delay = timedelta(seconds=self._backoff_s())
+            log.warning("series write failed; kept in the outbox", jobs=len(job_ids),
+                        error=str(error), retry_in_s=delay.total_seconds())
+            try:
+                async with self._sessionmaker() as session, session.begin():
+                    await OutboxStore(session).defer(job_ids, now=now, delay=delay, error=str(error))
+            except Exception as db_error:  # noqa: BLE001 -- the rows stay due; the sweep retries
+                log.warning("outbox defer failed", error=str(db_error))
+            return False
+        self._failures = 0
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await OutboxStore(session).remove(job_ids)
+        except Exception as error:  # noqa: BLE001 -- delivered; the sweep will rewrite harmlessly
+            log.warning("outbox cleanup failed", error=str(error))
+        return True
+
+    async def _sweep(self, *, due_only: bool) -> int:
+        delivered = 0
+        while True:
+            now = datetime.now(UTC) if due_only else datetime.max.replace(tzinfo=UTC)
+            async with self._sessionmaker() as session:
+                job_ids = await OutboxStore(session).due(now, self._batch_jobs)
+                jobs = await JobStore(session).get_many(job_ids)
+            if not job_ids:
+                return delivered
+            points = [point for job in jobs for point in points_for_job(job)]
+            if not await self._write(points, job_ids):
+                return delivered
+            delivered += len(job_ids)
+            log.info("outbox delivered", jobs=len(job_ids))
+            if len(job_ids) < self._batch_jobs:
+                return delivered

@@ -1,0 +1,65 @@
+"""The one settings object: every ``SPECWATCH_*`` environment variable, typed, with defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./specwatch.sqlite3"
+
+
+def normalize_database_url(url: str) -> str:
+    """An async SQLAlchemy URL: plain ``sqlite://`` and ``postgresql://`` get async drivers."""
+    for plain, driver in (("sqlite://", "sqlite+aiosqlite://"), ("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://")):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Configuration of the API server, the CLI and the background tasks."""
+
+    model_config = SettingsConfigDict(env_prefix="SPECWATCH_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL of the metadata database: a SQLite file by default, "
+        "postgresql+asyncpg://… or postgresql+psycopg://… in production.",
+    )
+    influxdb_url: str | None = Field(
+        None, description="InfluxDB base URL (v1 HTTP API); unset: the embedded series store."
+    )
+    influxdb_database: str = Field("specwatch", description="InfluxDB database (v1) / bucket.")
+    influxdb_token: SecretStr | None = Field(
+        None, description="InfluxDB 2.x/3.x token, sent as 'Authorization: Token …'."
+    )
+    influxdb_username: str | None = Field(None, description="InfluxDB 1.x user name.")
+    influxdb_password: SecretStr | None = Field(None, description="InfluxDB 1.x password.")
+    influxdb_timeout_s: float = Field(10.0, description="Timeout of one InfluxDB request.")
+    max_job_bytes: int = Field(64 * 1024 * 1024, description="Largest accepted job body.")
+    read_token_required: bool = Field(False, description="Require a read:* token for reads.")
+    public_url: str | None = Field(
+        None, description="Base URL of the API as clients see it (for the 'url' of resources)."
+    )
+    series_write_wait_s: float = Field(
+        2.0,
+        description="How long an ingest waits for its points to reach the series store before "
+        "answering anyway (the outbox delivers them later).",
+    )
+    outbox_retry_initial_s: float = Field(0.5, description="First back-off of outbox delivery.")
+    outbox_retry_max_s: float = Field(60.0, description="Longest back-off of outbox delivery.")
+    outbox_batch_jobs: int = Field(200, description="Most jobs delivered in one series write.")
+    database_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
+    log_format: Literal["console", "json"] = Field("console", description="Log renderer.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

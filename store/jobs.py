@@ -1,0 +1,227 @@
+"""Jobs, their measurements and blobs in the SQL store.  Never commits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from specwatch.metrics.model import Blob, JobContext, Measurement
+
+from .models import SQLBlob, SQLJob
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# Context fields that are columns of the job table (and filters of the job list).
+CONTEXT_FIELDS = (
+    "ci_name ci_id ci_url build_url repository commit branch pr pr_url base_commit dataset "
+    "instrument filter status"
+).split()
+
+
+_SUMMARY_COLUMNS = ("id", "idempotency_key", "created_at", "time", "time_ns", "n_measurements",
+                    *CONTEXT_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    branch: str | None = None
+    pr: int | None = None
+    commit: str | None = None
+    dataset: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """A job as stored: its id, ingest bookkeeping, context and measurements."""
+
+    id: int
+    idempotency_key: str
+    created_at: datetime
+    time: datetime
+    time_ns: int
+    context: JobContext
+    n_measurements: int
+    measurements: tuple[Measurement, ...] = ()
+    meta: Mapping[str, Any] | None = None
+    packages: Mapping[str, Any] | None = None
+
+
+def encode_value(value: float) -> float | str:
+    """A float as JSON allows it: non-finite values as the strings lsst.verify reads back."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def decode_value(value: float | str | None) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        return _NON_FINITE[value]
+    return float(value)
+
+
+def encode_measurement(m: Measurement) -> dict[str, Any]:
+    doc: dict[str, Any] = {"metric": m.metric, "value": encode_value(m.value), "unit": m.unit}
+    if m.identifier:
+        doc["identifier"] = m.identifier
+    if m.raw_unit is not None:
+        doc["raw_value"] = encode_value(m.raw_value if m.raw_value is not None else math.nan)
+        doc["raw_unit"] = m.raw_unit
+    if m.blob_refs:
+        doc["blob_refs"] = list(m.blob_refs)
+    if m.extras:
+        doc["extras"] = dict(m.extras)
+    if m.notes:
+        doc["notes"] = dict(m.notes)
+    return doc
+
+
+def decode_measurement(doc: Mapping[str, Any]) -> Measurement:
+    raw_unit = doc.get("raw_unit")
+    return Measurement(
+        metric=doc["metric"],
+        value=decode_value(doc.get("value")),
+        unit=doc.get("unit", ""),
+        identifier=doc.get("identifier"),
+        raw_value=decode_value(doc.get("raw_value")) if raw_unit is not None else None,
+        raw_unit=raw_unit,
+        blob_refs=tuple(doc.get("blob_refs", ())),
+        extras=doc.get("extras", {}),
+        notes=doc.get("notes", {}),
+    )
+
+
+def _context(row: SQLJob) -> JobContext:
+    return JobContext(time=row.time, **{name: getattr(row, name) for name in CONTEXT_FIELDS})
+
+
+def _stored(row: SQLJob, *, full: bool) -> StoredJob:
+    return StoredJob(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        created_at=row.created_at,
+        time=row.time,
+        time_ns=row.time_ns,
+        context=_context(row),
+        n_measurements=row.n_measurements,
+        measurements=tuple(decode_measurement(d) for d in row.measurements) if full else (),
+        meta=row.meta if full else None,
+        packages=row.packages if full else None,
+    )
+
+
+class JobStore:
+    """Repository of jobs and blobs."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def find_by_key(self, key: str) -> tuple[int, str] | None:
+        """``(job id, body digest)`` of the job stored under an idempotency key."""
+        row = (
+            await self._session.execute(
+                select(SQLJob.id, SQLJob.body_sha256).where(SQLJob.idempotency_key == key)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def add(
+        self,
+        *,
+        key: str,
+        body_sha256: str,
+        now: datetime,
+        time: datetime,
+        time_ns: int,
+        context: JobContext,
+        measurements: Sequence[Measurement],
+        blobs: Sequence[Blob],
+        meta: Mapping[str, Any],
+        packages: Mapping[str, Any],
+    ) -> int:
+        """Insert a job with its blobs; returns its id."""
+        values: dict[str, Any] = {name: getattr(context, name) for name in CONTEXT_FIELDS}
+        job_id: int = await self._session.scalar(
+            insert(SQLJob)
+            .values(
+                idempotency_key=key,
+                body_sha256=body_sha256,
+                created_at=now,
+                time=time,
+                time_ns=time_ns,
+                meta=dict(meta),
+                packages=dict(packages),
+                measurements=[encode_measurement(m) for m in measurements],
+                n_measurements=len(measurements),
+                **values,
+            )
+            .returning(SQLJob.id)
+        )
+        if blobs:
+            await self._session.execute(
+                insert(SQLBlob),
+                [
+                    {"job_id": job_id, "identifier": b.identifier, "name": b.name, "data": b.data}
+                    for b in blobs
+                ],
+            )
+        return job_id
+
+    async def get(self, job_id: int) -> StoredJob | None:
+        row = await self._session.get(SQLJob, job_id)
+        return _stored(row, full=True) if row else None
+
+    async def get_many(self, job_ids: Sequence[int]) -> list[StoredJob]:
+        """Full jobs by id (missing ids are left out), in id order."""
+        if not job_ids:
+            return []
+        rows = await self._session.scalars(
+            select(SQLJob).where(SQLJob.id.in_(list(job_ids))).order_by(SQLJob.id)
+        )
+        return [_stored(row, full=True) for row in rows]
+
+    async def list(self, where: JobFilter, *, before_id: int | None, limit: int) -> list[StoredJob]:
+        """Job summaries, newest id first, below the cursor ``before_id``."""
+        # Only the summary columns: the measurement documents can be large.
+        query = select(*(getattr(SQLJob, c) for c in _SUMMARY_COLUMNS))
+        query = query.order_by(SQLJob.id.desc()).limit(limit)
+        for name in ("branch", "pr", "commit", "dataset"):
+            value = getattr(where, name)
+            if value is not None:
+                query = query.where(getattr(SQLJob, name) == value)
+        if where.since is not None:
+            query = query.where(SQLJob.time >= where.since)
+        if where.until is not None:
+            query = query.where(SQLJob.time < where.until)
+        if before_id is not None:
+            query = query.where(SQLJob.id < before_id)
+        result = await self._session.execute(query)
+        jobs = []
+        for row in result.mappings():
+            jobs.append(
+                StoredJob(
+                    id=row["id"],
+                    idempotency_key=row["idempotency_key"],
+                    created_at=row["created_at"],
+                    time=row["time"],
+                    time_ns=row["time_ns"],
+                    context=JobContext(time=row["time"], **{c: row[c] for c in CONTEXT_FIELDS}),
+                    n_measurements=row["n_measurements"],
+                )
+            )
+        return jobs
+
+    async def blobs(self, job_id: int) -> list[Blob]:
+        rows = await self._session.scalars(
+            select(SQLBlob).where(SQLBlob.job_id == job_id).order_by(SQLBlob.id)
+        )
+        return [Blob(identifier=r.identifier, name=r.name, data=r.data) for r in rows]

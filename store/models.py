@@ -1,0 +1,216 @@
+"""SQLAlchemy models of the SQL store.  Alembic migrations are generated from these.
+
+Rows never leave the store: repositories map them to ``specwatch.metrics.model`` objects or to
+the small records of ``store.records``.  Names are prefixed ``SQL`` so the two never mix.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Plain JSON (text) on PostgreSQL too: documents are read whole, never queried inside, and
+# JSON is cheaper to write than JSONB.
+Json = JSON()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: Json}
+
+
+class SQLMetric(Base):
+    __tablename__ = "metric"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(400), unique=True)
+    package: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(64), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    reference: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    direction: Mapped[str] = mapped_column(String(16), default="lower")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SQLSpecification(Base):
+    __tablename__ = "specification"
+    __table_args__ = (Index("ix_specification_metric", "metric_full_name", "retired_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(600), unique=True)
+    metric_full_name: Mapped[str] = mapped_column(String(400))
+    package: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(64), default="")
+    operator: Mapped[str] = mapped_column(String(2))
+    level: Mapped[str | None] = mapped_column(String(16))
+    metadata_query: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    requirements: Mapped[list[str]] = mapped_column(Json, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), default="import")  # import | job
+    retired_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SQLDefinitionDigest(Base):
+    """Digests of definition sets already registered, so a job re-sending them costs nothing."""
+
+    __tablename__ = "definition_digest"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class SQLJob(Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_branch_id", "branch", "id"),
+        Index("ix_job_dataset_id", "dataset", "id"),
+        Index("ix_job_pr_id", "pr", "id"),
+        Index("ix_job_commit", "commit"),
+        Index("ix_job_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(256), unique=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    time: Mapped[datetime]
+    time_ns: Mapped[int] = mapped_column(BigInteger)
+    ci_name: Mapped[str | None] = mapped_column(String(200))
+    ci_id: Mapped[str | None] = mapped_column(String(200))
+    ci_url: Mapped[str | None] = mapped_column(String(2000))
+    build_url: Mapped[str | None] = mapped_column(String(2000))
+    repository: Mapped[str | None] = mapped_column(String(2000))
+    commit: Mapped[str | None] = mapped_column(String(64))
+    branch: Mapped[str | None] = mapped_column(String(256))
+    pr: Mapped[int | None] = mapped_column(Integer)
+    pr_url: Mapped[str | None] = mapped_column(String(2000))
+    base_commit: Mapped[str | None] = mapped_column(String(64))
+    dataset: Mapped[str | None] = mapped_column(String(256))
+    instrument: Mapped[str | None] = mapped_column(String(256))
+    filter: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[int | None] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    packages: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # The measurements, in their metrics' units, as one document: a job is read whole, and one
+    # row per job keeps ingest to a couple of rows whatever the number of measurements.
+    measurements: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    n_measurements: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SQLBlob(Base):
+    __tablename__ = "blob"
+    __table_args__ = (UniqueConstraint("job_id", "identifier", name="uq_blob_job_identifier"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigId, ForeignKey("job.id", ondelete="CASCADE"))
+    identifier: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(400))
+    data: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class SQLOutbox(Base):
+    """Jobs whose points have not reached the time-series store yet."""
+
+    __tablename__ = "outbox"
+
+    job_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SQLToken(Base):
+    __tablename__ = "token"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)  # public part of the token
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    scopes: Mapped[list[str]] = mapped_column(Json, default=list)
+    packages: Mapped[list[str]] = mapped_column(Json, default=list)  # empty: every package
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SQLSeriesPoint(Base):
+    """The embedded time-series store: one row per (job, metric)."""
+
+    __tablename__ = "series_point"
+    __table_args__ = (
+        UniqueConstraint("job_id", "package", "metric", name="uq_series_point_job_metric"),
+        Index("ix_series_point_metric_time", "package", "metric", "time_ns"),
+        Index(
+            "ix_series_point_metric_dataset_branch_time",
+            "package",
+            "metric",
+            "dataset",
+            "branch",
+            "time_ns",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    package: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(200))
+    time_ns: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float)  # None: NaN or infinite
+    commit: Mapped[str | None] = mapped_column(String(64))
+    # Tags: '' when unset, so that equality filters and unique keys behave the same everywhere.
+    dataset: Mapped[str] = mapped_column(String(256), default="")
+    instrument: Mapped[str] = mapped_column(String(256), default="")
+    filter: Mapped[str] = mapped_column(String(256), default="")
+    branch: Mapped[str] = mapped_column(String(256), default="")
+    pr: Mapped[str] = mapped_column(String(32), default="")
+    pipeline: Mapped[str] = mapped_column(String(200), default="")
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,53 @@
+"""The outbox: jobs whose points still have to reach the time-series store.  Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import SQLOutbox
+
+
+class OutboxStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, job_id: int, now: datetime) -> None:
+        await self._session.execute(
+            insert(SQLOutbox).values(job_id=job_id, created_at=now, attempts=0, next_attempt_at=now)
+        )
+
+    async def due(self, now: datetime, limit: int) -> list[int]:
+        """Ids of the jobs due for delivery, oldest first."""
+        query = (
+            select(SQLOutbox.job_id)
+            .where(SQLOutbox.next_attempt_at <= now)
+            .order_by(SQLOutbox.next_attempt_at, SQLOutbox.job_id)
+            .limit(limit)
+        )
+        return list(await self._session.scalars(query))
+
+    async def remove(self, job_ids: Sequence[int]) -> None:
+        if job_ids:
+            await self._session.execute(delete(SQLOutbox).where(SQLOutbox.job_id.in_(job_ids)))
+
+    async def defer(
+        self, job_ids: Sequence[int], *, now: datetime, delay: timedelta, error: str
+    ) -> None:
+        """Count a failed attempt and schedule the next one after ``delay``."""
+        if job_ids:
+            await self._session.execute(
+                update(SQLOutbox)
+                .where(SQLOutbox.job_id.in_(job_ids))
+                .values(
+                    attempts=SQLOutbox.attempts + 1,
+                    next_attempt_at=now + delay,
+                    last_error=error[:2000],
+                )
+            )
+
+    async def pending(self) -> int:
+        return int(await self._session.scalar(select(func.count()).select_from(SQLOutbox)) or 0)

@@ -1,0 +1,255 @@
+"""The InfluxDB backend of the time-series store, over the v1 HTTP API.
+
+Only ``/write`` (line protocol), ``/query`` (InfluxQL) and ``/ping`` are used: InfluxDB 1.x
+serves them, and 2.x/3.x serve them for compatibility (there, create the database/bucket
+mapping out of band: ``create_database`` is 1.x only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from specwatch.exceptions import SeriesStoreError
+
+from .base import NAN_SUFFIX, Series, SeriesPoint, SeriesQuery
+from .lineprotocol import COMMIT_FIELD, JOB_ID_FIELD, encode_batches
+
+MAX_BATCH_POINTS = 5000
+MAX_BATCH_BYTES = 5_000_000
+# Rows per chunk of a chunked /query response.  Chunked responses are never cut by the
+# server's ``max-row-limit`` (a non-chunked one is, silently but for a "partial" flag).
+QUERY_CHUNK_ROWS = 10_000
+_ERROR_TEXT_CHARS = 500
+
+_IDENTIFIER_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", "\n": "\\n"})
+
+
+def quote_identifier(name: str) -> str:
+    """An InfluxQL double-quoted identifier (``"PA1.nan"``), escaping ``"`` and ``\\``."""
+    return '"' + name.translate(_IDENTIFIER_ESCAPES) + '"'
+
+
+def quote_string(value: str) -> str:
+    """An InfluxQL single-quoted string literal, escaping ``'`` and ``\\``."""
+    return "'" + value.translate(_STRING_ESCAPES) + "'"
+
+
+def build_select(query: SeriesQuery) -> str:
+    """The InfluxQL for ``query``: newest ``limit`` rows holding the metric or its NaN marker.
+
+    The field condition sits in WHERE so that LIMIT counts only rows of this metric (rows of
+    the package's other metrics are not returned).  ``<= 0 OR > 0`` matches every stored
+    float: InfluxQL 1.x cannot parse exponents such as ``-1.7976931348623157e308``.  An empty
+    tag value matches points without that tag.
+    """
+    metric = quote_identifier(query.metric)
+    nan = quote_identifier(query.metric + NAN_SUFFIX)
+    conditions = [
+        f"{quote_identifier(key)} = {quote_string(value)}"
+        for key, value in sorted(query.tags.items())
+    ]
+    conditions.append(f"({metric} <= 0 OR {metric} > 0 OR {nan} = true)")
+    if query.since_ns is not None:
+        conditions.append(f"time >= {int(query.since_ns)}")
+    if query.until_ns is not None:
+        conditions.append(f"time < {int(query.until_ns)}")
+    columns = f"{metric}, {nan}, {quote_identifier(JOB_ID_FIELD)}, {quote_identifier(COMMIT_FIELD)}"
+    return (
+        f"SELECT {columns} FROM {quote_identifier(query.package)}"
+        f" WHERE {' AND '.join(conditions)} ORDER BY time DESC LIMIT {int(query.limit)}"
+    )
+
+
+def parse_query_response(body: bytes) -> list[dict[str, Any]]:
+    """The series of a (possibly chunked) /query JSON response, chunks of one series merged.
+
+    Raises ``SeriesStoreError`` with InfluxDB's message if a statement failed.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        document = orjson.loads(line)
+        if "error" in document:
+            raise SeriesStoreError(f"InfluxDB query failed: {document['error']}")
+        for result in document.get("results", ()):
+            if "error" in result:
+                raise SeriesStoreError(f"InfluxDB query failed: {result['error']}")
+            for series in result.get("series", ()):
+                key = orjson.dumps([series.get("name"), series.get("tags")]).decode()
+                if key in merged:
+                    merged[key]["values"].extend(series.get("values", ()))
+                else:
+                    merged[key] = {**series, "values": list(series.get("values", ()))}
+    return list(merged.values())
+
+
+def series_from_rows(columns: Sequence[str], rows: list[list[Any]], metric: str) -> Series:
+    """Columns of ``rows`` (newest first, as queried) as a ``Series``, oldest first."""
+    index = {name: i for i, name in enumerate(columns)}
+    time_i, value_i = index["time"], index.get(metric)
+    job_i, commit_i = index.get(JOB_ID_FIELD), index.get(COMMIT_FIELD)
+    series = Series()
+    for row in reversed(rows):
+        series.time_ns.append(int(row[time_i]))
+        value = None if value_i is None else row[value_i]
+        series.value.append(None if value is None else float(value))  # NaN marker rows: None
+        job_id = None if job_i is None else row[job_i]
+        series.job_id.append(0 if job_id is None else int(job_id))
+        series.commit.append(None if commit_i is None else row[commit_i])
+    return series
+
+
+class InfluxDBSeriesStore:
+    """``TimeSeriesStore`` on an InfluxDB server.
+
+    Auth: ``token`` is sent as ``Authorization: Token …`` (2.x's v1 compatibility);
+    ``username``/``password`` as the ``u``/``p`` parameters of InfluxDB 1.x.  A ``client``
+    passed in is shared and left open by ``close()``.
+    """
+
+    name = "influxdb"
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 10.0,
+        max_batch_points: int = MAX_BATCH_POINTS,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self._params: dict[str, str] = {"db": database}
+        if username is not None:
+            self._params["u"] = username
+            self._params["p"] = password or ""
+        self._headers: dict[str, str] = {}
+        if token is not None:
+            self._headers["Authorization"] = f"Token {token}"
+        self._timeout = httpx.Timeout(timeout_s)
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._max_batch_points = max_batch_points
+        self._max_batch_bytes = max_batch_bytes
+
+    async def ping(self) -> bool:
+        """Whether the server answers ``/ping`` with 204 (never raises)."""
+        try:
+            response = await self._client.get(
+                f"{self.url}/ping", headers=self._headers, timeout=self._timeout
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 204
+
+    async def create_database(self) -> None:
+        """Create the database if missing (InfluxDB 1.x; idempotent)."""
+        await self._query(f"CREATE DATABASE {quote_identifier(self.database)}")
+
+    async def write(self, points: Sequence[SeriesPoint]) -> None:
+        """Store ``points`` in batches of at most ``max_batch_points``/``max_batch_bytes``.
+
+        Raises ``InvalidInputError`` for a point InfluxDB cannot store (before sending any),
+        ``SeriesStoreError`` when InfluxDB refuses a batch or cannot be reached; earlier
+        batches stay written, which is harmless since writes are idempotent.
+        """
+        params = {**self._params, "precision": "ns"}
+        headers = {**self._headers, "Content-Type": "text/plain; charset=utf-8"}
+        batches = encode_batches(
+            points, max_points=self._max_batch_points, max_bytes=self._max_batch_bytes
+        )
+        for body in batches:
+            response = await self._send(
+                "POST", "/write", "write", params=params, headers=headers, content=body
+            )
+            if response.status_code != 204:
+                raise _status_error("write", response)
+
+    async def query(self, query: SeriesQuery) -> Series:
+        """The ``limit`` most recent points of one metric, oldest first (see ``build_select``)."""
+        if query.limit <= 0:  # LIMIT 0 means no limit in InfluxQL
+            return Series()
+        merged = await self._query(build_select(query))
+        if not merged:
+            return Series()
+        first = merged[0]
+        return series_from_rows(first["columns"], first["values"], query.metric)
+
+    async def count_points(self, package: str) -> int:
+        """How many points the package's measurement holds (for tests and checks)."""
+        merged = await self._query(
+            f"SELECT COUNT({quote_identifier(JOB_ID_FIELD)}) FROM {quote_identifier(package)}"
+        )
+        if not merged or not merged[0]["values"]:
+            return 0
+        return int(merged[0]["values"][0][1])
+
+    async def close(self) -> None:
+        """Close the HTTP client if this store created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _query(self, statement: str) -> list[dict[str, Any]]:
+        params = {
+            **self._params,
+            "epoch": "ns",
+            "chunked": "true",
+            "chunk_size": str(QUERY_CHUNK_ROWS),
+        }
+        response = await self._send(
+            "POST", "/query", "query", params=params, headers=self._headers, data={"q": statement}
+        )
+        if response.status_code != 200:
+            raise _status_error("query", response)
+        return parse_query_response(response.content)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        *,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            return await self._client.request(
+                method,
+                f"{self.url}{path}",
+                params=params,
+                headers=headers,
+                content=content,
+                data=data,
+                timeout=self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            # The message names the server but never the URL with its u/p parameters.
+            raise SeriesStoreError(
+                f"InfluxDB {action} failed: cannot reach {self.url}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _status_error(action: str, response: httpx.Response) -> SeriesStoreError:
+    """A ``SeriesStoreError`` with the status and InfluxDB's error text."""
+    text = response.text
+    try:
+        document = orjson.loads(response.content)
+        if isinstance(document, dict) and isinstance(document.get("error"), str):
+            text = document["error"]
+    except orjson.JSONDecodeError:
+        pass
+    text = text.strip()[:_ERROR_TEXT_CHARS] or response.reason_phrase
+    return SeriesStoreError(f"InfluxDB {action} failed ({response.status_code}): {text}")
