@@ -14,7 +14,7 @@ import copy
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -22,15 +22,7 @@ import yaml
 
 from specwatch.exceptions import DefinitionError
 
-from .model import (
-    OPERATORS,
-    Direction,
-    Level,
-    Metric,
-    Reference,
-    Specification,
-    split_metric_name,
-)
+from .model import OPERATORS, Direction, Level, Metric, Reference, Specification, split_metric_name
 from .units import normalize_unit
 
 _PARTIAL_REF = re.compile(r"^(?:(?P<package>[^\s:#]+):)?(?P<path>[^\s#]+)?#(?P<name>\S+)$")
@@ -45,14 +37,11 @@ JobItems = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class Definitions:
-    """Metrics and specifications, each sorted by full name.
-
-    ``explicit_directions``: full names of the metrics whose YAML says ``direction:``.
-    """
+    """Metrics and specifications, each sorted by full name."""
 
     metrics: tuple[Metric, ...]
     specs: tuple[Specification, ...]
-    explicit_directions: frozenset[str] = field(default=frozenset())
+    explicit_directions: frozenset[str] = frozenset()  # metrics whose YAML says `direction:`
 
 
 def parse_definition_files(files: Mapping[str, str]) -> Definitions:
@@ -104,7 +93,7 @@ def parse_job_metrics(items: JobItems) -> tuple[Metric, ...]:
             raise DefinitionError(f"{where}: {error}") from error
         if name in metrics:
             raise DefinitionError(f"{where}: defined twice")
-        metrics[name] = _build_metric(package, short, body, where)[0]
+        metrics[name] = _build_metric(package, short, body, where)
     return tuple(metrics[name] for name in sorted(metrics))
 
 
@@ -168,21 +157,18 @@ def _parse_metric_file(path: str, text: str) -> list[tuple[Metric, bool]]:
         if not isinstance(body, dict):
             raise DefinitionError(f"{where}: definition is not a mapping")
         package = PurePosixPath(path.replace("\\", "/")).stem
-        metrics.append(_build_metric(package, name, body, where))
+        metrics.append((_build_metric(package, name, body, where), "direction" in body))
     return metrics
 
 
-def _build_metric(
-    package: str, name: str, body: Mapping[str, Any], where: str
-) -> tuple[Metric, bool]:
-    """The metric, and whether its body says its direction."""
+def _build_metric(package: str, name: str, body: Mapping[str, Any], where: str) -> Metric:
     reference = body.get("reference") or {}
     if not isinstance(reference, Mapping):
         raise DefinitionError(f"{where}: reference is not a mapping")
     direction = str(body.get("direction", Direction.LOWER.value)).lower()
     if direction not in tuple(Direction):
         raise DefinitionError(f"{where}: direction {direction!r} is not lower, higher or none")
-    metric = Metric(
+    return Metric(
         package=package,
         name=name,
         unit=_unit(body.get("unit"), where),
@@ -195,7 +181,6 @@ def _build_metric(
         ),
         direction=Direction(direction),
     )
-    return metric, "direction" in body
 
 
 @dataclass(slots=True)
@@ -398,7 +383,7 @@ def _infer_level(tags: Sequence[str], name: str, metric: str, where: str) -> Lev
     """The level a tag says, else the one a token of the spec's, then the metric's, name says."""
     tagged = {_LEVELS[tag.lower()] for tag in tags if tag.lower() in _LEVELS}
     if len(tagged) > 1:
-        raise DefinitionError(f"{where}: tags say several levels: {sorted(tagged)}")
+        raise DefinitionError(f"{where}: tags say several levels: {sorted(map(str, tagged))}")
     if tagged:
         return tagged.pop()
     for text in (name, metric):

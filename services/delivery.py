@@ -128,6 +128,11 @@ class OutboxDeliverer:
         except TimeoutError:
             return False
 
+    async def pending(self) -> int:
+        """Jobs whose points are not in the series store yet."""
+        async with self._sessionmaker() as session:
+            return await OutboxStore(session).pending()
+
     async def drain(self) -> int:
         """Deliver every due outbox row now (tests, CLI); returns how many jobs were delivered."""
         return await self._sweep(due_only=False)

@@ -1,1 +1,3 @@
 """Specwatch: continuous metric verification."""
+
+__version__ = "0.1.0"

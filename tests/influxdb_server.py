@@ -66,6 +66,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something listens on the loopback ``port`` (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
 def _config(base: Path, http_port: int, rpc_port: int) -> str:
     return f"""\
 reporting-enabled = false
@@ -139,6 +150,10 @@ class InfluxDBServer:
         """
         if self.running:
             return
+        # Else another server on our port would answer the pings below for us.
+        for port in (self.http_port, self.rpc_port):
+            if port_in_use(port):
+                raise RuntimeError(f"cannot start influxd: port {port} is already in use")
         with self.log_path.open("ab") as log:
             self._process = _spawn([self.influxd, "-config", str(self.config_path)], log)
         deadline = time.monotonic() + timeout_s

@@ -1,0 +1,93 @@
+"""Every error as an RFC 9457 problem body; no stack trace ever reaches a client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from specwatch.exceptions import ClientError, SpecwatchError
+
+from .responses import ProblemResponse
+
+log = structlog.get_logger("specwatch.api")
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Permission denied",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Unprocessable content",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    location: list[str | int] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:specwatch:problem:{code}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "code": code,
+    }
+    if location is not None:
+        body["location"] = location
+    if errors is not None:
+        body["errors"] = errors
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+async def _client_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, ClientError)
+    return problem(request, exc.status, exc.code, exc.message, location=exc.location)
+
+
+async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"location": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"location": [], "message": "invalid request"}
+    where = ".".join(str(part) for part in first["location"])
+    return problem(
+        request, 422, "invalid_input", f"{where}: {first['message']}",
+        location=first["location"], errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(request, exc.status_code, code, str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> ProblemResponse:
+    log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
+    detail = str(exc) if isinstance(exc, SpecwatchError) else "an internal error occurred; it is logged"
+    status = 503 if isinstance(exc, SpecwatchError) else 500
+    return problem(request, status, "server_error", detail)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientError, _client_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _server_error)

@@ -1,0 +1,40 @@
+"""Handlers of /api/v1/definitions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from specwatch.services.tokens import Principal
+
+from ..deps import Context, require_scope
+from ..responses import FastJSONResponse
+
+router = APIRouter(prefix="/api/v1/definitions", tags=["definitions"])
+
+
+class DefinitionUpload(BaseModel):
+    """A verify_metrics tree: relative path -> YAML text."""
+
+    files: dict[str, str] = Field(
+        description="e.g. {'metrics/validate_drp.yaml': '…', 'specs/validate_drp/PA1.yaml': '…'}",
+        min_length=1,
+    )
+    retire: bool = Field(
+        True, description="Retire the imported packages' specifications missing from the upload."
+    )
+
+
+@router.post("", summary="Import metric and specification definitions (upsert)")
+async def post_definitions(
+    upload: DefinitionUpload,
+    context: Context,
+    principal: Annotated[Principal, Depends(require_scope("write:definitions"))],
+) -> FastJSONResponse:
+    summary = await context.definitions().import_files(
+        upload.files, retire=upload.retire, allowed_packages=principal.packages
+    )
+    return FastJSONResponse(asdict(summary))

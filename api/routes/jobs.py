@@ -1,0 +1,116 @@
+"""Handlers of /api/v1/jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+
+from specwatch.exceptions import PayloadTooLargeError
+from specwatch.services.tokens import Principal
+from specwatch.store.jobs import JobFilter
+
+from ..deps import Context, base_url, read_access, require_scope
+from ..responses import FastJSONResponse
+from ..views import job_detail, job_summary
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+_JOB_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "An lsst.verify job JSON (as Job.write() writes it; bare NaN allowed), "
+        "with the build's context in `meta`.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["measurements"],
+                    "properties": {
+                        "measurements": {"type": "array", "items": {"type": "object"}},
+                        "blobs": {"type": "array", "items": {"type": "object"}},
+                        "metrics": {"type": ["array", "object"]},
+                        "specs": {"type": ["array", "object"]},
+                        "meta": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(
+            f"the job is {declared} bytes; the limit is {limit} (SPECWATCH_MAX_JOB_BYTES)"
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"the job is over {limit} bytes, the limit (SPECWATCH_MAX_JOB_BYTES)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=_JOB_BODY_DOC,
+    summary="Ingest a verification job",
+    responses={200: {"description": "The same job was already stored; nothing changed."}},
+)
+async def post_job(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(require_scope("write:jobs"))],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> FastJSONResponse:
+    body = await _read_body(request, context.settings.max_job_bytes)
+    result = await context.jobs().ingest(
+        body, idempotency_key=idempotency_key, allowed_packages=principal.packages
+    )
+    url = f"{base_url(request, context)}/api/v1/jobs/{result.id}"
+    return FastJSONResponse(
+        {"id": result.id, "url": url, "created": result.created},
+        status_code=201 if result.created else 200,
+        headers={"Location": url},
+    )
+
+
+@router.get("", summary="List jobs, newest first", dependencies=[Depends(read_access)])
+async def list_jobs(
+    request: Request,
+    context: Context,
+    branch: str | None = None,
+    pr: Annotated[int | None, Query(ge=1)] = None,
+    commit: str | None = None,
+    dataset: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+) -> FastJSONResponse:
+    where = JobFilter(branch=branch, pr=pr, commit=commit, dataset=dataset, since=since, until=until)
+    jobs = await context.jobs().list(where, before_id=cursor, limit=limit)
+    root = base_url(request, context)
+    return FastJSONResponse(
+        {
+            "jobs": [job_summary(job, root) for job in jobs],
+            "next_cursor": jobs[-1].id if len(jobs) == limit else None,
+        }
+    )
+
+
+@router.get("/{job_id}", summary="One job: context, measurements, blobs",
+            dependencies=[Depends(read_access)])
+async def get_job(
+    request: Request, context: Context, job_id: Annotated[int, Path(ge=1)]
+) -> FastJSONResponse:
+    job, blobs = await context.jobs().get(job_id)
+    return FastJSONResponse(job_detail(job, blobs, base_url(request, context)))

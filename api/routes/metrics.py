@@ -1,0 +1,76 @@
+"""Handlers of /api/v1/metrics."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from specwatch.services.metrics import MAX_SERIES_POINTS, SeriesFilter
+
+from ..deps import Context, read_access
+from ..responses import FastJSONResponse
+from ..views import metric_view, spec_view
+
+router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], dependencies=[Depends(read_access)])
+
+
+@router.get("", summary="List metrics by name")
+async def list_metrics(
+    context: Context,
+    package: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> FastJSONResponse:
+    metrics = await context.metrics().list(package=package, after=cursor, limit=limit)
+    return FastJSONResponse(
+        {
+            "metrics": [metric_view(m) for m in metrics],
+            "next_cursor": metrics[-1].full_name if len(metrics) == limit else None,
+        }
+    )
+
+
+@router.get("/{name}", summary="A metric with its specifications")
+async def get_metric(context: Context, name: str) -> FastJSONResponse:
+    metric, specs = await context.metrics().get(name)
+    return FastJSONResponse({**metric_view(metric), "specs": [spec_view(s) for s in specs]})
+
+
+@router.get("/{name}/series", summary="A metric's values over time (from the series store)")
+async def get_series(
+    context: Context,
+    name: str,
+    dataset: str | None = None,
+    branch: str | None = None,
+    filter: str | None = None,
+    instrument: str | None = None,
+    pr: Annotated[int | None, Query(ge=1)] = None,
+    pipeline: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_POINTS)] = 1000,
+) -> FastJSONResponse:
+    where = SeriesFilter(
+        dataset=dataset, branch=branch, filter=filter, instrument=instrument, pr=pr,
+        pipeline=pipeline, since=since, until=until, limit=limit,
+    )
+    metric, series = await context.metrics().series(name, where)
+    return FastJSONResponse(
+        {
+            "metric": metric.full_name,
+            "unit": metric.unit,
+            "time": [_iso_ns(t) for t in series.time_ns],
+            "value": series.value,
+            "job_id": series.job_id,
+            "commit": series.commit,
+        }
+    )
+
+
+def _iso_ns(time_ns: int) -> str:
+    """ISO 8601 UTC with microseconds, from integer nanoseconds (no float rounding)."""
+    seconds, ns = divmod(time_ns, 1_000_000_000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{ns // 1000:06d}Z"

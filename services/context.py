@@ -1,0 +1,96 @@
+"""The process context: what one API, dashboard or CLI process opens once and closes at exit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from specwatch.config import Settings
+from specwatch.store.database import check_schema, create_engine, create_sessionmaker
+from specwatch.store.series.base import TimeSeriesStore
+from specwatch.store.series.embedded import EmbeddedSeriesStore
+from specwatch.store.series.influxdb import InfluxDBSeriesStore
+
+from .definitions import DefinitionService
+from .delivery import OutboxDeliverer
+from .jobs import JobService
+from .metrics import MetricService
+from .tokens import TokenService
+
+
+@dataclass
+class ProcessContext:
+    """Engine, HTTP client, series store and background delivery of one process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    series: TimeSeriesStore
+    deliverer: OutboxDeliverer
+
+    @classmethod
+    async def open(cls, settings: Settings, *, background: bool = True) -> ProcessContext:
+        """Open everything; refuse (``DatabaseNotReadyError``) unless the schema is at head."""
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        try:
+            await check_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        sessionmaker = create_sessionmaker(engine)
+        http = httpx.AsyncClient(timeout=settings.influxdb_timeout_s)
+        series: TimeSeriesStore
+        if settings.influxdb_url:
+            influx = InfluxDBSeriesStore(
+                settings.influxdb_url,
+                settings.influxdb_database,
+                username=settings.influxdb_username,
+                password=settings.influxdb_password.get_secret_value()
+                if settings.influxdb_password
+                else None,
+                token=settings.influxdb_token.get_secret_value()
+                if settings.influxdb_token
+                else None,
+                client=http,
+            )
+            series = influx
+        else:
+            series = EmbeddedSeriesStore(sessionmaker)
+        deliverer = OutboxDeliverer(
+            sessionmaker,
+            series,
+            retry_initial_s=settings.outbox_retry_initial_s,
+            retry_max_s=settings.outbox_retry_max_s,
+            batch_jobs=settings.outbox_batch_jobs,
+        )
+        context = cls(settings, engine, sessionmaker, http, series, deliverer)
+        if background:
+            deliverer.start()
+        return context
+
+    async def close(self) -> None:
+        """Close in reverse order of opening."""
+        await self.deliverer.stop()
+        await self.series.close()
+        await self.http.aclose()
+        await self.engine.dispose()
+
+    def jobs(self) -> JobService:
+        return JobService(
+            self.sessionmaker,
+            self.deliverer,
+            max_job_bytes=self.settings.max_job_bytes,
+            series_write_wait_s=self.settings.series_write_wait_s,
+        )
+
+    def definitions(self) -> DefinitionService:
+        return DefinitionService(self.sessionmaker)
+
+    def metrics(self) -> MetricService:
+        return MetricService(self.sessionmaker, self.series)
+
+    def tokens(self) -> TokenService:
+        return TokenService(self.sessionmaker)

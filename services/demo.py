@@ -1,0 +1,45 @@
+"""Loading the seeded demo history through the same use cases as real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+from specwatch.metrics.definitions import parse_definition_files
+
+from .context import ProcessContext
+from .demo_history import demo_definition_files, demo_jobs
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    metrics: int
+    specs: int
+    jobs_created: int
+    jobs_existing: int
+
+
+async def load_demo(context: ProcessContext, *, seed: int = 20261125, concurrency: int = 8) -> DemoReport:
+    """Import the demo definitions and ingest its jobs (idempotent: stable keys and bodies)."""
+    definitions = parse_definition_files(demo_definition_files())
+    await context.definitions().import_definitions(definitions)
+    jobs = context.jobs()
+    semaphore = asyncio.Semaphore(concurrency)
+    created = existing = 0
+
+    async def ingest(key: str, body: bytes) -> None:
+        nonlocal created, existing
+        async with semaphore:
+            result = await jobs.ingest(body, idempotency_key=key)
+        if result.created:
+            created += 1
+        else:
+            existing += 1
+
+    demo = demo_jobs(seed)
+    await asyncio.gather(
+        *(ingest(job.idempotency_key, json.dumps(job.body).encode()) for job in demo)
+    )
+    await context.deliverer.drain()
+    return DemoReport(len(definitions.metrics), len(definitions.specs), created, existing)

@@ -1,0 +1,193 @@
+"""Use cases on jobs: ingest (atomic, idempotent), read one, list them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from specwatch.exceptions import (
+    IdempotencyConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from specwatch.metrics.jobs import convert_measurements, parse_job_document
+from specwatch.metrics.model import Blob, JobContext, Measurement
+from specwatch.store.definitions import DefinitionStore
+from specwatch.store.jobs import JobFilter, JobStore, StoredJob
+from specwatch.store.outbox import OutboxStore
+from specwatch.store.series.lineprotocol import validate_point
+
+from .definitions import check_packages, register_job_definitions
+from .delivery import FAST_PATH_GRACE, OutboxDeliverer, points_for_job
+
+log = structlog.get_logger("specwatch.jobs")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    id: int
+    created: bool  # False: the same job was already stored (idempotent replay)
+    delivered: bool  # the points reached the series store before the answer
+
+
+def decode_json(body: bytes) -> Any:
+    """A JSON document; bare ``NaN``/``Infinity`` tokens (as lsst.verify writes them) allowed.
+
+    Raises:
+        InvalidInputError: the body is not JSON (message gives the position).
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # orjson rejects NaN tokens; the standard library reads them
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"the body is not valid JSON: {error}", location=["body"]) from error
+
+
+class JobService:
+    """Ingest and read jobs."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        deliverer: OutboxDeliverer,
+        *,
+        max_job_bytes: int,
+        series_write_wait_s: float,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._deliverer = deliverer
+        self._max_job_bytes = max_job_bytes
+        self._wait_s = series_write_wait_s
+
+    async def ingest(
+        self,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+        allowed_packages: Collection[str] | None = None,
+    ) -> IngestResult:
+        """Store a job whole or not at all; the same job again changes nothing.
+
+        The key is the ``Idempotency-Key`` header when given, else the body's SHA-256.
+
+        Raises:
+            PayloadTooLargeError, InvalidInputError (and its unit/metric subclasses),
+            PermissionDeniedError (a package outside the token's), IdempotencyConflictError.
+        """
+        if len(body) > self._max_job_bytes:
+            raise PayloadTooLargeError(
+                f"the job is {len(body)} bytes; the limit is {self._max_job_bytes} "
+                "(SPECWATCH_MAX_JOB_BYTES)"
+            )
+        digest = hashlib.sha256(body).hexdigest()
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
+            raise InvalidInputError("the Idempotency-Key header must have 1 to 200 characters",
+                                    location=["header", "Idempotency-Key"])
+        key = idempotency_key or f"sha256:{digest}"
+        document = parse_job_document(decode_json(body))
+        packages = {m.metric.partition(".")[0] for m in document.measurements}
+        check_packages(packages, allowed_packages)
+
+        now = datetime.now(UTC)
+        time = document.context.time or now
+        time_ns = (time - _EPOCH) // timedelta(microseconds=1) * 1000
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                jobs = JobStore(session)
+                existing = await jobs.find_by_key(key)
+                if existing is not None:
+                    return self._replay(existing, digest, key)
+                definitions = DefinitionStore(session)
+                await register_job_definitions(
+                    definitions, document.metric_definitions, document.spec_definitions, now
+                )
+                metrics = await definitions.get_metrics([m.metric for m in document.measurements])
+                measurements = convert_measurements(document.measurements, metrics)
+                _check_storable(document.context, measurements, time_ns)
+                job_id = await jobs.add(
+                    key=key,
+                    body_sha256=digest,
+                    now=now,
+                    time=time,
+                    time_ns=time_ns,
+                    context=document.context,
+                    measurements=measurements,
+                    blobs=_unique_blobs(document.blobs),
+                    meta=document.meta,
+                    packages=document.packages,
+                )
+                await OutboxStore(session).add(job_id, now + FAST_PATH_GRACE)
+        except IntegrityError:
+            # The same key committed by a concurrent request between our lookup and insert.
+            async with self._sessionmaker() as session:
+                existing = await JobStore(session).find_by_key(key)
+            if existing is None:
+                raise
+            return self._replay(existing, digest, key)
+
+        stored = StoredJob(
+            id=job_id,
+            idempotency_key=key,
+            created_at=now,
+            time=time,
+            time_ns=time_ns,
+            context=document.context,
+            n_measurements=len(measurements),
+            measurements=measurements,
+        )
+        delivered = await self._deliverer.submit(stored, self._wait_s)
+        log.info("job ingested", job_id=job_id, measurements=len(measurements),
+                 delivered=delivered)
+        return IngestResult(job_id, created=True, delivered=delivered)
+
+    @staticmethod
+    def _replay(existing: tuple[int, str], digest: str, key: str) -> IngestResult:
+        job_id, stored_digest = existing
+        if stored_digest != digest:
+            raise IdempotencyConflictError(
+                f"idempotency key {key!r} was used for job {job_id} with a different body",
+                location=["header", "Idempotency-Key"],
+            )
+        return IngestResult(job_id, created=False, delivered=True)
+
+    async def get(self, job_id: int) -> tuple[StoredJob, list[Blob]]:
+        """A job with its measurements and blobs.  Raises ``NotFoundError``."""
+        async with self._sessionmaker() as session:
+            store = JobStore(session)
+            job = await store.get(job_id)
+            if job is None:
+                raise NotFoundError(f"no job {job_id}", location=["path", "job_id"])
+            return job, await store.blobs(job_id)
+
+    async def list(self, where: JobFilter, *, before_id: int | None, limit: int) -> list[StoredJob]:
+        async with self._sessionmaker() as session:
+            return await JobStore(session).list(where, before_id=before_id, limit=limit)
+
+
+def _check_storable(
+    context: JobContext, measurements: tuple[Measurement, ...], time_ns: int
+) -> None:
+    """Refuse, before anything is stored, a job whose points no series backend could hold."""
+    probe = StoredJob(id=0, idempotency_key="", created_at=_EPOCH, time=_EPOCH, time_ns=time_ns,
+                      context=context, n_measurements=len(measurements), measurements=measurements)
+    for point in points_for_job(probe):
+        validate_point(point)
+
+
+def _unique_blobs(blobs: tuple[Blob, ...]) -> list[Blob]:
+    """Blobs by identifier, the last one winning (lsst.verify may repeat shared blobs)."""
+    return list({blob.identifier: blob for blob in blobs}.values())

@@ -1,0 +1,245 @@
+"""The ``specwatch`` command line.  Settings come from ``SPECWATCH_*``; errors print one line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from specwatch.config import Settings
+from specwatch.exceptions import SpecwatchError
+from specwatch.logging import configure_logging
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _one_line_errors(function: Callable[P, T]) -> Callable[P, T]:
+    """Print a ``SpecwatchError`` as one line on stderr and exit 1 (2 for bad input)."""
+
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        except SpecwatchError as error:
+            click.echo(f"specwatch: error: {error}", err=True)
+            sys.exit(2 if getattr(error, "status", 500) < 500 else 1)
+
+    return wrapper
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="specwatch")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Specwatch: ingest lsst.verify jobs, verify metrics against specifications."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    ctx.obj = settings
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
+@pass_settings
+@_one_line_errors
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve the API (refuses a database that is not at the latest migration)."""
+    import uvicorn
+
+    from specwatch.store.database import check_schema, create_engine
+
+    async def check() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_schema(engine)
+        finally:
+            await engine.dispose()
+
+    _run(check())
+    click.echo(f"Specwatch API on http://{host}:{port}/api/v1/metrics  (docs: /docs; Ctrl-C stops)")
+    uvicorn.run(
+        "specwatch.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The SQL schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_settings
+@_one_line_errors
+def db_upgrade(settings: Settings, revision: str) -> None:
+    """Migrate the database to the latest schema (creates it on first use)."""
+    from alembic import command
+
+    from specwatch.store.database import alembic_config
+
+    command.upgrade(alembic_config(settings.database_url), revision)
+    click.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+
+
+@db.command("check")
+@pass_settings
+@_one_line_errors
+def db_check(settings: Settings) -> None:
+    """Exit 0 if the database is at the latest migration."""
+    from specwatch.store.database import check_schema, create_engine
+
+    async def check() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_schema(engine)
+        finally:
+            await engine.dispose()
+
+    _run(check())
+    click.echo("database is up to date")
+
+
+def _safe_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+# --- services from the CLI -----------------------------------------------------------------------
+
+
+def _with_context(
+    settings: Settings, action: Callable[[Any], Awaitable[T]], *, background: bool = False
+) -> T:
+    from specwatch.services.context import ProcessContext
+
+    async def run() -> T:
+        context = await ProcessContext.open(settings, background=background)
+        try:
+            return await action(context)
+        finally:
+            await context.close()
+
+    return _run(run())
+
+
+@main.group()
+def token() -> None:
+    """API tokens (stored hashed; a new token is printed once)."""
+
+
+@token.command("create")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              help="write:jobs, write:definitions or read (repeatable).")
+@click.option("--package", "packages", multiple=True, help="Limit writes to a package (repeatable).")
+@click.option("--expires", default=None, help="Lifetime, e.g. 90d, 12h, 2w (default: never).")
+@click.option("--name", default="", help="A note saying who uses it.")
+@pass_settings
+@_one_line_errors
+def token_create(
+    settings: Settings, scopes: tuple[str, ...], packages: tuple[str, ...], expires: str | None,
+    name: str,
+) -> None:
+    """Create a token and print it (only this once)."""
+    from specwatch.services.tokens import parse_duration
+
+    lifetime = parse_duration(expires) if expires else None
+    plain, record = _with_context(
+        settings,
+        lambda c: c.tokens().create(
+            scopes=scopes, packages=packages, expires_in=lifetime, name=name
+        ),
+    )
+    click.echo(plain)
+    click.echo(f"key {record.key}, scopes {', '.join(record.scopes)}"
+               + (f", expires {record.expires_at:%Y-%m-%d %H:%M}Z" if record.expires_at else ""),
+               err=True)
+
+
+@token.command("list")
+@pass_settings
+@_one_line_errors
+def token_list(settings: Settings) -> None:
+    """List tokens (keys only, never secrets)."""
+    records = _with_context(settings, lambda c: c.tokens().list())
+    for r in records:
+        state = "revoked" if r.revoked_at else "active"
+        expires = f"{r.expires_at:%Y-%m-%d}" if r.expires_at else "never"
+        packages = ",".join(r.packages) or "*"
+        click.echo(f"{r.key}  {state:7}  scopes={','.join(r.scopes)}  packages={packages}  "
+                   f"expires={expires}  {r.name}")
+
+
+@token.command("revoke")
+@click.argument("key")
+@pass_settings
+@_one_line_errors
+def token_revoke(settings: Settings, key: str) -> None:
+    """Revoke a token by its key (or the whole token)."""
+    _with_context(settings, lambda c: c.tokens().revoke(key))
+    click.echo("revoked")
+
+
+@main.group()
+def definitions() -> None:
+    """Metric and specification definitions (lsst.verify verify_metrics trees)."""
+
+
+@definitions.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--no-retire", is_flag=True, help="Keep specs that the tree no longer has.")
+@pass_settings
+@_one_line_errors
+def definitions_import(settings: Settings, directory: Path, no_retire: bool) -> None:
+    """Import DIRECTORY (metrics/<package>.yaml, specs/<package>/**.yaml); an upsert."""
+    summary = _with_context(
+        settings, lambda c: c.definitions().import_directory(directory, retire=not no_retire)
+    )
+    click.echo(
+        f"metrics: {summary.metrics_added} added, {summary.metrics_updated} updated, "
+        f"{summary.metrics_unchanged} unchanged; specs: {summary.specs_added} added, "
+        f"{summary.specs_updated} updated, {summary.specs_unchanged} unchanged, "
+        f"{summary.specs_retired} retired"
+    )
+
+
+@main.command()
+@click.option("--seed", default=20261125, show_default=True, type=int)
+@pass_settings
+@_one_line_errors
+def demo(settings: Settings, seed: int) -> None:
+    """Load the seeded demo history (idempotent: loading twice changes nothing)."""
+    from specwatch.services.demo import load_demo
+
+    report = _with_context(settings, lambda c: load_demo(c, seed=seed), background=True)
+    click.echo(
+        f"demo: {report.metrics} metrics, {report.specs} specs, {report.jobs_created} jobs "
+        f"created, {report.jobs_existing} already there"
+    )
