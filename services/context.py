@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from specwatch.config import Settings
+from specwatch.exceptions import SeriesStoreError
 from specwatch.store.database import check_schema, create_engine, create_sessionmaker
 from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
@@ -18,6 +20,8 @@ from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
 from .tokens import TokenService
+
+log = structlog.get_logger("specwatch.context")
 
 
 @dataclass
@@ -57,6 +61,10 @@ class ProcessContext:
                 client=http,
             )
             series = influx
+            try:
+                await influx.create_database()
+            except SeriesStoreError as error:  # the outbox keeps points until it answers
+                log.warning("InfluxDB not reachable at start", error=str(error))
         else:
             series = EmbeddedSeriesStore(sessionmaker)
         deliverer = OutboxDeliverer(

@@ -173,6 +173,12 @@ class InfluxDBSeriesStore:
             response = await self._send(
                 "POST", "/write", "write", params=params, headers=headers, content=body
             )
+            if response.status_code == 404 and b"database not found" in response.content:
+                # A new or wiped server: create the database (1.x) and write again.
+                await self.create_database()
+                response = await self._send(
+                    "POST", "/write", "write", params=params, headers=headers, content=body
+                )
             if response.status_code != 204:
                 raise _status_error("write", response)
 
