@@ -29,8 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = await ProcessContext.open(settings)
         app.state.context = context
-        log.info("specwatch api started", series=context.series.name,
-                 database=settings.database_url.split("://")[0])
+        log.info(
+            "specwatch api started",
+            series=context.series.name,
+            database=settings.database_url.split("://")[0],
+        )
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -35,7 +36,7 @@ def problem(
     code: str,
     detail: str,
     *,
-    location: list[str | int] | None = None,
+    location: Sequence[str | int] | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> ProblemResponse:
     body: dict[str, Any] = {
@@ -47,7 +48,7 @@ def problem(
         "code": code,
     }
     if location is not None:
-        body["location"] = location
+        body["location"] = list(location)
     if errors is not None:
         body["errors"] = errors
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -68,8 +69,12 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
     first = errors[0] if errors else {"location": [], "message": "invalid request"}
     where = ".".join(str(part) for part in first["location"])
     return problem(
-        request, 422, "invalid_input", f"{where}: {first['message']}",
-        location=first["location"], errors=errors,
+        request,
+        422,
+        "invalid_input",
+        f"{where}: {first['message']}",
+        location=first["location"],
+        errors=errors,
     )
 
 
@@ -81,7 +86,9 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
 
 async def _server_error(request: Request, exc: Exception) -> ProblemResponse:
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-    detail = str(exc) if isinstance(exc, SpecwatchError) else "an internal error occurred; it is logged"
+    detail = (
+        str(exc) if isinstance(exc, SpecwatchError) else "an internal error occurred; it is logged"
+    )
     status = 503 if isinstance(exc, SpecwatchError) else 500
     return problem(request, status, "server_error", detail)
 

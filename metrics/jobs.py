@@ -29,7 +29,15 @@ from .model import Blob, JobContext, Measurement, Metric
 from .units import conversion_factor
 
 _STRING_CONTEXT = (
-    "repository commit branch pr_url build_url dataset instrument filter base_commit".split()
+    "repository",
+    "commit",
+    "branch",
+    "pr_url",
+    "build_url",
+    "dataset",
+    "instrument",
+    "filter",
+    "base_commit",
 )
 _NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
 
@@ -121,7 +129,9 @@ def parse_context(meta: Mapping[str, Any]) -> JobContext:
     if not isinstance(env, Mapping):
         raise _fail("meta.env must be an object", "meta", "env")
     values: dict[str, Any] = {key: _text(meta.get(key), "meta", key) for key in _STRING_CONTEXT}
-    values["base_commit"] = values["base_commit"] or _text(meta.get("merge_base"), "meta", "merge_base")
+    values["base_commit"] = values["base_commit"] or _text(
+        meta.get("merge_base"), "meta", "merge_base"
+    )
     values["dataset"] = (
         values["dataset"]
         or _text(env.get("ci_dataset"), "meta", "env", "ci_dataset")
@@ -162,17 +172,28 @@ def _parse_measurement(index: int, item: Any) -> RawMeasurement:
         )
     unit = item.get("unit")
     if unit is not None and not isinstance(unit, str):
-        raise _fail(f"measurement {index} ({metric}): unit {unit!r} is not a string",
-                    "measurements", index, "unit")
+        raise _fail(
+            f"measurement {index} ({metric}): unit {unit!r} is not a string",
+            "measurements",
+            index,
+            "unit",
+        )
     identifier = item.get("identifier")
     refs = item.get("blob_refs") or ()
     if not isinstance(refs, list | tuple) or not all(isinstance(r, str) for r in refs):
-        raise _fail(f"measurement {index} ({metric}): blob_refs must be a list of strings",
-                    "measurements", index, "blob_refs")
+        raise _fail(
+            f"measurement {index} ({metric}): blob_refs must be a list of strings",
+            "measurements",
+            index,
+            "blob_refs",
+        )
     extras, notes = item.get("extras") or {}, item.get("notes") or {}
     if not isinstance(extras, Mapping) or not isinstance(notes, Mapping):
-        raise _fail(f"measurement {index} ({metric}): extras and notes must be objects",
-                    "measurements", index)
+        raise _fail(
+            f"measurement {index} ({metric}): extras and notes must be objects",
+            "measurements",
+            index,
+        )
     return RawMeasurement(
         index=index,
         metric=metric,
@@ -189,8 +210,9 @@ def _parse_blob(index: int, item: Any) -> Blob:
     if not isinstance(item, Mapping) or not isinstance(item.get("data", {}), Mapping):
         raise _fail("a blob must be an object with a 'data' object", "blobs", index)
     identifier = item.get("identifier") or f"blob-{index}"
-    return Blob(identifier=str(identifier), name=str(item.get("name") or ""),
-                data=item.get("data") or {})
+    return Blob(
+        identifier=str(identifier), name=str(item.get("name") or ""), data=item.get("data") or {}
+    )
 
 
 def parse_job_document(doc: Any) -> JobDocument:

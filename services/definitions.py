@@ -78,7 +78,9 @@ async def register_job_definitions(
     """
     if not metric_items and not spec_items:
         return
-    digest = hashlib.sha256(orjson.dumps([metric_items, spec_items], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    digest = hashlib.sha256(
+        orjson.dumps([metric_items, spec_items], option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
     if await store.digest_seen(digest):
         return
     specs = parse_job_specs(spec_items)
@@ -138,8 +140,13 @@ class DefinitionService:
                     spec_packages, {s.full_name for s in definitions.specs}, now
                 )
         summary = ImportSummary(
-            metrics.added, metrics.updated, metrics.unchanged,
-            specs.added, specs.updated, specs.unchanged, retired,
+            metrics.added,
+            metrics.updated,
+            metrics.unchanged,
+            specs.added,
+            specs.updated,
+            specs.unchanged,
+            retired,
         )
         log.info("definitions imported", **asdict(summary))
         return summary

@@ -147,19 +147,21 @@ class OutboxDeliverer:
             if loop.time() >= next_sweep:
                 try:
                     delivered = await self._sweep(due_only=True)
-                except Exception as error:  # noqa: BLE001 -- keep the loop alive, log and retry
+                except Exception as error:
                     log.warning("outbox sweep failed", error=str(error))
                     delivered = 0
                 delay = 0.0 if delivered >= self._batch_jobs else self._backoff_s()
                 next_sweep = loop.time() + max(delay, 0.05 if delivered else 1.0)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - loop.time()))
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=max(0.0, next_sweep - loop.time())
+                )
 
     def _backoff_s(self) -> float:
         if self._failures == 0:
             return 1.0
-        return min(self._retry_max_s, self._retry_initial_s * 2 ** (self._failures - 1))
+        return min(self._retry_max_s, self._retry_initial_s * 2.0 ** (self._failures - 1))
 
     async def _deliver_queue(self) -> None:
         batch, self._queue = self._queue[: self._batch_jobs], self._queue[self._batch_jobs :]
@@ -177,19 +179,25 @@ class OutboxDeliverer:
         except SeriesStoreError as error:
             self._failures += 1
             delay = timedelta(seconds=self._backoff_s())
-            log.warning("series write failed; kept in the outbox", jobs=len(job_ids),
-                        error=str(error), retry_in_s=delay.total_seconds())
+            log.warning(
+                "series write failed; kept in the outbox",
+                jobs=len(job_ids),
+                error=str(error),
+                retry_in_s=delay.total_seconds(),
+            )
             try:
                 async with self._sessionmaker() as session, session.begin():
-                    await OutboxStore(session).defer(job_ids, now=now, delay=delay, error=str(error))
-            except Exception as db_error:  # noqa: BLE001 -- the rows stay due; the sweep retries
+                    await OutboxStore(session).defer(
+                        job_ids, now=now, delay=delay, error=str(error)
+                    )
+            except Exception as db_error:
                 log.warning("outbox defer failed", error=str(db_error))
             return False
         self._failures = 0
         try:
             async with self._sessionmaker() as session, session.begin():
                 await OutboxStore(session).remove(job_ids)
-        except Exception as error:  # noqa: BLE001 -- delivered; the sweep will rewrite harmlessly
+        except Exception as error:
             log.warning("outbox cleanup failed", error=str(error))
         return True
 

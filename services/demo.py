@@ -20,7 +20,9 @@ class DemoReport:
     jobs_existing: int
 
 
-async def load_demo(context: ProcessContext, *, seed: int = 20261125, concurrency: int = 8) -> DemoReport:
+async def load_demo(
+    context: ProcessContext, *, seed: int = 20261125, concurrency: int = 8
+) -> DemoReport:
     """Import the demo definitions and ingest its jobs (idempotent: stable keys and bodies)."""
     definitions = parse_definition_files(demo_definition_files())
     await context.definitions().import_definitions(definitions)

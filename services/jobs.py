@@ -54,7 +54,9 @@ def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInputError(f"the body is not valid JSON: {error}", location=["body"]) from error
+        raise InvalidInputError(
+            f"the body is not valid JSON: {error}", location=["body"]
+        ) from error
 
 
 class JobService:
@@ -95,8 +97,10 @@ class JobService:
             )
         digest = hashlib.sha256(body).hexdigest()
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
-            raise InvalidInputError("the Idempotency-Key header must have 1 to 200 characters",
-                                    location=["header", "Idempotency-Key"])
+            raise InvalidInputError(
+                "the Idempotency-Key header must have 1 to 200 characters",
+                location=["header", "Idempotency-Key"],
+            )
         key = idempotency_key or f"sha256:{digest}"
         document = parse_job_document(decode_json(body))
         packages = {m.metric.partition(".")[0] for m in document.measurements}
@@ -150,8 +154,9 @@ class JobService:
             measurements=measurements,
         )
         delivered = await self._deliverer.submit(stored, self._wait_s)
-        log.info("job ingested", job_id=job_id, measurements=len(measurements),
-                 delivered=delivered)
+        log.debug(
+            "job ingested", job_id=job_id, measurements=len(measurements), delivered=delivered
+        )
         return IngestResult(job_id, created=True, delivered=delivered)
 
     @staticmethod
@@ -173,17 +178,27 @@ class JobService:
                 raise NotFoundError(f"no job {job_id}", location=["path", "job_id"])
             return job, await store.blobs(job_id)
 
-    async def list(self, where: JobFilter, *, before_id: int | None, limit: int) -> list[StoredJob]:
+    async def list_jobs(
+        self, where: JobFilter, *, before_id: int | None, limit: int
+    ) -> list[StoredJob]:
         async with self._sessionmaker() as session:
-            return await JobStore(session).list(where, before_id=before_id, limit=limit)
+            return await JobStore(session).search(where, before_id=before_id, limit=limit)
 
 
 def _check_storable(
     context: JobContext, measurements: tuple[Measurement, ...], time_ns: int
 ) -> None:
     """Refuse, before anything is stored, a job whose points no series backend could hold."""
-    probe = StoredJob(id=0, idempotency_key="", created_at=_EPOCH, time=_EPOCH, time_ns=time_ns,
-                      context=context, n_measurements=len(measurements), measurements=measurements)
+    probe = StoredJob(
+        id=0,
+        idempotency_key="",
+        created_at=_EPOCH,
+        time=_EPOCH,
+        time_ns=time_ns,
+        context=context,
+        n_measurements=len(measurements),
+        measurements=measurements,
+    )
     for point in points_for_job(probe):
         validate_point(point)
 

@@ -41,7 +41,9 @@ class MetricService:
         self._sessionmaker = sessionmaker
         self._series = series
 
-    async def list(self, *, package: str | None, after: str | None, limit: int) -> list[Metric]:
+    async def list_metrics(
+        self, *, package: str | None, after: str | None, limit: int
+    ) -> list[Metric]:
         async with self._sessionmaker() as session:
             return await DefinitionStore(session).list_metrics(
                 package=package, after=after, limit=limit
@@ -63,8 +65,9 @@ class MetricService:
             NotFoundError: unknown metric.  InvalidInputError: a bad window or limit.
         """
         if not 1 <= where.limit <= MAX_SERIES_POINTS:
-            raise InvalidInputError(f"limit must be between 1 and {MAX_SERIES_POINTS}",
-                                    location=["query", "limit"])
+            raise InvalidInputError(
+                f"limit must be between 1 and {MAX_SERIES_POINTS}", location=["query", "limit"]
+            )
         if where.since and where.until and where.since >= where.until:
             raise InvalidInputError("since must be before until", location=["query", "since"])
         package, name = split_metric_name(full_name)

@@ -69,7 +69,8 @@ class TokenService:
         unknown = sorted(set(scopes) - set(SCOPES))
         if not scopes or unknown:
             raise InvalidInputError(
-                f"scope(s) {', '.join(unknown) or '(none)'} unknown; choose from {', '.join(SCOPES)}"
+                f"scope(s) {', '.join(unknown) or '(none)'} unknown; "
+                f"choose from {', '.join(SCOPES)}"
             )
         key = "".join(secrets.choice("abcdefghijkmnopqrstuvwxyz23456789") for _ in range(12))
         secret = secrets.token_urlsafe(32)
@@ -86,9 +87,9 @@ class TokenService:
             )
         return f"sw_{key}_{secret}", record
 
-    async def list(self) -> list[TokenRecord]:
+    async def list_tokens(self) -> list[TokenRecord]:
         async with self._sessionmaker() as session:
-            return await TokenStore(session).list()
+            return await TokenStore(session).list_tokens()
 
     async def revoke(self, key: str) -> None:
         key = _TOKEN.match(key).group(1) if _TOKEN.match(key) else key  # type: ignore[union-attr]

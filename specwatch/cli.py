@@ -100,7 +100,6 @@ def db() -> None:
 def db_upgrade(settings: Settings, revision: str) -> None:
     """Migrate the database to the latest schema (creates it on first use)."""
     from alembic import command
-
     from specwatch.store.database import alembic_config
 
     command.upgrade(alembic_config(settings.database_url), revision)
@@ -156,15 +155,25 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--scope", "scopes", multiple=True, required=True,
-              help="write:jobs, write:definitions or read (repeatable).")
-@click.option("--package", "packages", multiple=True, help="Limit writes to a package (repeatable).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="write:jobs, write:definitions or read (repeatable).",
+)
+@click.option(
+    "--package", "packages", multiple=True, help="Limit writes to a package (repeatable)."
+)
 @click.option("--expires", default=None, help="Lifetime, e.g. 90d, 12h, 2w (default: never).")
 @click.option("--name", default="", help="A note saying who uses it.")
 @pass_settings
 @_one_line_errors
 def token_create(
-    settings: Settings, scopes: tuple[str, ...], packages: tuple[str, ...], expires: str | None,
+    settings: Settings,
+    scopes: tuple[str, ...],
+    packages: tuple[str, ...],
+    expires: str | None,
     name: str,
 ) -> None:
     """Create a token and print it (only this once)."""
@@ -178,9 +187,11 @@ def token_create(
         ),
     )
     click.echo(plain)
-    click.echo(f"key {record.key}, scopes {', '.join(record.scopes)}"
-               + (f", expires {record.expires_at:%Y-%m-%d %H:%M}Z" if record.expires_at else ""),
-               err=True)
+    click.echo(
+        f"key {record.key}, scopes {', '.join(record.scopes)}"
+        + (f", expires {record.expires_at:%Y-%m-%d %H:%M}Z" if record.expires_at else ""),
+        err=True,
+    )
 
 
 @token.command("list")
@@ -188,13 +199,15 @@ def token_create(
 @_one_line_errors
 def token_list(settings: Settings) -> None:
     """List tokens (keys only, never secrets)."""
-    records = _with_context(settings, lambda c: c.tokens().list())
+    records = _with_context(settings, lambda c: c.tokens().list_tokens())
     for r in records:
         state = "revoked" if r.revoked_at else "active"
         expires = f"{r.expires_at:%Y-%m-%d}" if r.expires_at else "never"
         packages = ",".join(r.packages) or "*"
-        click.echo(f"{r.key}  {state:7}  scopes={','.join(r.scopes)}  packages={packages}  "
-                   f"expires={expires}  {r.name}")
+        click.echo(
+            f"{r.key}  {state:7}  scopes={','.join(r.scopes)}  packages={packages}  "
+            f"expires={expires}  {r.name}"
+        )
 
 
 @token.command("revoke")

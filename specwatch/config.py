@@ -12,7 +12,11 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./specwatch.sqlite3"
 
 def normalize_database_url(url: str) -> str:
     """An async SQLAlchemy URL: plain ``sqlite://`` and ``postgresql://`` get async drivers."""
-    for plain, driver in (("sqlite://", "sqlite+aiosqlite://"), ("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://")):
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url

@@ -12,7 +12,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from specwatch.config import normalize_database_url
 from specwatch.exceptions import DatabaseNotReadyError
@@ -26,9 +31,7 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
     url = normalize_database_url(database_url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(
-            url, json_serializer=_json_dumps, connect_args={"timeout": 30}
-        )
+        engine = create_async_engine(url, json_serializer=_json_dumps, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -61,7 +64,9 @@ def alembic_config(database_url: str) -> Config:
     """An Alembic configuration for ``database_url`` that needs no alembic.ini."""
     config = Config()
     config.set_main_option("script_location", str(migrations_path()))
-    config.set_main_option("sqlalchemy.url", normalize_database_url(database_url).replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", normalize_database_url(database_url).replace("%", "%%")
+    )
     return config
 
 

@@ -77,7 +77,9 @@ class DefinitionStore:
 
     async def get_metrics(self, full_names: Sequence[str]) -> dict[str, Metric]:
         """The known metrics among ``full_names``, by full name."""
-        return {name: _to_metric(row) for name, row in (await self._metric_rows(full_names)).items()}
+        return {
+            name: _to_metric(row) for name, row in (await self._metric_rows(full_names)).items()
+        }
 
     async def get_metric(self, full_name: str) -> Metric | None:
         row = await self._session.scalar(select(SQLMetric).where(SQLMetric.full_name == full_name))

@@ -19,13 +19,32 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 # Context fields that are columns of the job table (and filters of the job list).
 CONTEXT_FIELDS = (
-    "ci_name ci_id ci_url build_url repository commit branch pr pr_url base_commit dataset "
-    "instrument filter status"
-).split()
+    "ci_name",
+    "ci_id",
+    "ci_url",
+    "build_url",
+    "repository",
+    "commit",
+    "branch",
+    "pr",
+    "pr_url",
+    "base_commit",
+    "dataset",
+    "instrument",
+    "filter",
+    "status",
+)
 
 
-_SUMMARY_COLUMNS = ("id", "idempotency_key", "created_at", "time", "time_ns", "n_measurements",
-                    *CONTEXT_FIELDS)
+_SUMMARY_COLUMNS = (
+    "id",
+    "idempotency_key",
+    "created_at",
+    "time",
+    "time_ns",
+    "n_measurements",
+    *CONTEXT_FIELDS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +169,7 @@ class JobStore:
     ) -> int:
         """Insert a job with its blobs; returns its id."""
         values: dict[str, Any] = {name: getattr(context, name) for name in CONTEXT_FIELDS}
-        job_id: int = await self._session.scalar(
+        result = await self._session.execute(
             insert(SQLJob)
             .values(
                 idempotency_key=key,
@@ -166,6 +185,7 @@ class JobStore:
             )
             .returning(SQLJob.id)
         )
+        job_id: int = result.scalar_one()
         if blobs:
             await self._session.execute(
                 insert(SQLBlob),
@@ -189,7 +209,9 @@ class JobStore:
         )
         return [_stored(row, full=True) for row in rows]
 
-    async def list(self, where: JobFilter, *, before_id: int | None, limit: int) -> list[StoredJob]:
+    async def search(
+        self, where: JobFilter, *, before_id: int | None, limit: int
+    ) -> list[StoredJob]:
         """Job summaries, newest id first, below the cursor ``before_id``."""
         # Only the summary columns: the measurement documents can be large.
         query = select(*(getattr(SQLJob, c) for c in _SUMMARY_COLUMNS))

@@ -71,7 +71,7 @@ class TokenStore:
         row = await self._session.scalar(select(SQLToken).where(SQLToken.key == key))
         return _record(row) if row else None
 
-    async def list(self, *, limit: int = 1000) -> list[TokenRecord]:
+    async def list_tokens(self, *, limit: int = 1000) -> list[TokenRecord]:
         rows = await self._session.scalars(select(SQLToken).order_by(SQLToken.id).limit(limit))
         return [_record(row) for row in rows]
 

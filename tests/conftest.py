@@ -21,18 +21,17 @@ from typing import TypeVar
 import asyncpg
 import httpx
 import pytest
-from alembic import command
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from influxdb_server import InfluxDBServer, ensure_influxd
 from sqlalchemy import text
 
+from alembic import command
 from specwatch.api.app import create_app
 from specwatch.config import Settings
 from specwatch.services.context import ProcessContext
 from specwatch.store.database import alembic_config, create_engine
 from specwatch.store.models import Base
-
-from influxdb_server import InfluxDBServer, ensure_influxd
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SPECWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -54,7 +54,7 @@ def ensure_influxd() -> str:
 def _spawn(argv: list[str], stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
     # The one place that starts processes: argv lists built here, never a shell or user input.
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.Popen(  # noqa: S603 -- fixed argv, no shell (see above)
+    return subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, env=env
     )
 

@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from specwatch.api.deps import Context, require_scope
+from specwatch.api.responses import FastJSONResponse
 from specwatch.services.tokens import Principal
-
-from ..deps import Context, require_scope
-from ..responses import FastJSONResponse
 
 router = APIRouter(prefix="/api/v1/definitions", tags=["definitions"])
 

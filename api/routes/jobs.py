@@ -7,13 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from specwatch.api.deps import Context, base_url, read_access, require_scope
+from specwatch.api.responses import FastJSONResponse
+from specwatch.api.views import job_detail, job_summary
 from specwatch.exceptions import PayloadTooLargeError
 from specwatch.services.tokens import Principal
 from specwatch.store.jobs import JobFilter
-
-from ..deps import Context, base_url, read_access, require_scope
-from ..responses import FastJSONResponse
-from ..views import job_detail, job_summary
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -96,8 +95,10 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
 ) -> FastJSONResponse:
-    where = JobFilter(branch=branch, pr=pr, commit=commit, dataset=dataset, since=since, until=until)
-    jobs = await context.jobs().list(where, before_id=cursor, limit=limit)
+    where = JobFilter(
+        branch=branch, pr=pr, commit=commit, dataset=dataset, since=since, until=until
+    )
+    jobs = await context.jobs().list_jobs(where, before_id=cursor, limit=limit)
     root = base_url(request, context)
     return FastJSONResponse(
         {
@@ -107,8 +108,11 @@ async def list_jobs(
     )
 
 
-@router.get("/{job_id}", summary="One job: context, measurements, blobs",
-            dependencies=[Depends(read_access)])
+@router.get(
+    "/{job_id}",
+    summary="One job: context, measurements, blobs",
+    dependencies=[Depends(read_access)],
+)
 async def get_job(
     request: Request, context: Context, job_id: Annotated[int, Path(ge=1)]
 ) -> FastJSONResponse:

@@ -8,11 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from specwatch.api.deps import Context, read_access
+from specwatch.api.responses import FastJSONResponse
+from specwatch.api.views import metric_view, spec_view
 from specwatch.services.metrics import MAX_SERIES_POINTS, SeriesFilter
-
-from ..deps import Context, read_access
-from ..responses import FastJSONResponse
-from ..views import metric_view, spec_view
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], dependencies=[Depends(read_access)])
 
@@ -24,7 +23,7 @@ async def list_metrics(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> FastJSONResponse:
-    metrics = await context.metrics().list(package=package, after=cursor, limit=limit)
+    metrics = await context.metrics().list_metrics(package=package, after=cursor, limit=limit)
     return FastJSONResponse(
         {
             "metrics": [metric_view(m) for m in metrics],
@@ -54,8 +53,15 @@ async def get_series(
     limit: Annotated[int, Query(ge=1, le=MAX_SERIES_POINTS)] = 1000,
 ) -> FastJSONResponse:
     where = SeriesFilter(
-        dataset=dataset, branch=branch, filter=filter, instrument=instrument, pr=pr,
-        pipeline=pipeline, since=since, until=until, limit=limit,
+        dataset=dataset,
+        branch=branch,
+        filter=filter,
+        instrument=instrument,
+        pr=pr,
+        pipeline=pipeline,
+        since=since,
+        until=until,
+        limit=limit,
     )
     metric, series = await context.metrics().series(name, where)
     return FastJSONResponse(

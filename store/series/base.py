@@ -75,6 +75,10 @@ class TimeSeriesStore(Protocol):
         """Read one metric's series.  Raises ``SeriesStoreError`` when the backend fails."""
         ...
 
+    async def count_points(self, package: str) -> int:
+        """How many points (jobs) a package holds: for checks and benchmarks."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

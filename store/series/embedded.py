@@ -6,12 +6,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, distinct, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import SeriesStoreError
+from specwatch.store.models import SQLSeriesPoint
 
-from ..models import SQLSeriesPoint
 from .base import TAG_KEYS, Series, SeriesPoint, SeriesQuery
 
 _ROWS_PER_INSERT = 2000
@@ -74,11 +74,9 @@ class EmbeddedSeriesStore:
             statement = statement.where(table.time_ns >= query.since_ns)
         if query.until_ns is not None:
             statement = statement.where(table.time_ns < query.until_ns)
-        statement = statement.order_by(table.time_ns.desc(), table.job_id.desc()).limit(
-            query.limit
-        )
+        statement = statement.order_by(table.time_ns.desc(), table.job_id.desc()).limit(query.limit)
         async with self._sessionmaker() as session:
-            rows = (await session.execute(statement)).all()
+            rows = list((await session.execute(statement)).all())
         rows.reverse()
         return Series(
             time_ns=[row[0] for row in rows],
@@ -86,6 +84,13 @@ class EmbeddedSeriesStore:
             job_id=[row[2] for row in rows],
             commit=[row[3] for row in rows],
         )
+
+    async def count_points(self, package: str) -> int:
+        statement = select(func.count(distinct(SQLSeriesPoint.job_id))).where(
+            SQLSeriesPoint.package == package
+        )
+        async with self._sessionmaker() as session:
+            return int(await session.scalar(statement) or 0)
 
     async def close(self) -> None:
         """Nothing to release: the engine belongs to the process context."""
