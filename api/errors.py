@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from specwatch.exceptions import ClientError, SpecwatchError
+from specwatch.exceptions import ClientError, ServerError
 
 from .responses import ProblemResponse
 
@@ -84,17 +84,20 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     return problem(request, exc.status_code, code, str(exc.detail))
 
 
+async def _service_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    """A backend Specwatch depends on failed (e.g. InfluxDB is down): 503, said plainly."""
+    log.warning("service unavailable", path=request.url.path, error=str(exc))
+    return problem(request, 503, "service_unavailable", str(exc))
+
+
 async def _server_error(request: Request, exc: Exception) -> ProblemResponse:
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-    detail = (
-        str(exc) if isinstance(exc, SpecwatchError) else "an internal error occurred; it is logged"
-    )
-    status = 503 if isinstance(exc, SpecwatchError) else 500
-    return problem(request, status, "server_error", detail)
+    return problem(request, 500, "server_error", "an internal error occurred; it is logged")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
+    app.add_exception_handler(ServerError, _service_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _server_error)

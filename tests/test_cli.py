@@ -1,0 +1,125 @@
+"""The specwatch command line, run in process with click's runner on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import lsst_data
+
+from specwatch.cli import main
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "SPECWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        "SPECWATCH_LOG_LEVEL": "WARNING",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_serve_refuses_an_unmigrated_database_with_one_line(env: dict[str, str]) -> None:
+    result = run(env, "serve", "--port", "0")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("specwatch: error: the database is at migration none")
+    assert "specwatch db upgrade" in lines[0]
+
+
+def test_db_upgrade_then_check(env: dict[str, str]) -> None:
+    assert run(env, "db", "check").exit_code == 1
+    upgraded = run(env, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert run(env, "db", "check").exit_code == 0
+
+
+def test_token_create_list_revoke(env: dict[str, str]) -> None:
+    run(env, "db", "upgrade")
+    created = run(
+        env,
+        "token",
+        "create",
+        "--scope",
+        "write:jobs",
+        "--package",
+        "validate_drp",
+        "--expires",
+        "90d",
+        "--name",
+        "ci",
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[0]
+    assert token.startswith("sw_")
+    key = token.split("_")[1]
+    listing = run(env, "token", "list")
+    assert key in listing.output
+    assert "active" in listing.output
+    assert "packages=validate_drp" in listing.output
+    assert token.split("_", 2)[2] not in listing.output  # the secret is never shown again
+    assert run(env, "token", "revoke", key).exit_code == 0
+    assert "revoked" in run(env, "token", "list").output
+    again = run(env, "token", "revoke", key)
+    assert again.exit_code == 2
+    assert "no active token" in again.output
+
+
+def test_token_create_rejects_bad_input_with_one_line(env: dict[str, str]) -> None:
+    run(env, "db", "upgrade")
+    bad_scope = run(env, "token", "create", "--scope", "admin")
+    assert bad_scope.exit_code == 2
+    assert "scope(s) admin unknown" in bad_scope.output
+    bad_expiry = run(env, "token", "create", "--scope", "read", "--expires", "soon")
+    assert bad_expiry.exit_code == 2
+    assert "duration 'soon'" in bad_expiry.output
+
+
+def test_definitions_import_of_lsst_verify_metrics(env: dict[str, str]) -> None:
+    tree = lsst_data("verify_metrics")
+    run(env, "db", "upgrade")
+    first = run(env, "definitions", "import", str(tree))
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("metrics: 1032 added, 0 updated, 0 unchanged; specs: 1705 added")
+    second = run(env, "definitions", "import", str(tree))
+    assert "metrics: 0 added, 0 updated, 1032 unchanged;" in second.output
+    assert "specs: 0 added, 0 updated, 1705 unchanged, 0 retired" in second.output
+
+
+def test_definitions_import_of_a_folder_that_is_not_a_tree(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    run(env, "db", "upgrade")
+    result = run(env, "definitions", "import", str(tmp_path))
+    assert result.exit_code == 2
+    assert "holds neither metrics/ nor specs/" in result.output
+
+
+def test_demo_is_idempotent(env: dict[str, str]) -> None:
+    run(env, "db", "upgrade")
+    first = run(env, "demo")
+    assert first.exit_code == 0, first.output
+    assert "jobs created, 0 already there" in first.output
+    created = int(first.output.split(" jobs created")[0].rsplit(" ", 1)[1])
+    assert created >= 600
+    second = run(env, "demo")
+    assert f"0 jobs created, {created} already there" in second.output
+
+
+def test_help_on_every_command(env: dict[str, str]) -> None:
+    for args in (
+        ["--help"],
+        ["serve", "--help"],
+        ["db", "upgrade", "--help"],
+        ["token", "create", "--help"],
+        ["definitions", "import", "--help"],
+        ["demo", "--help"],
+    ):
+        result = run(env, *args)
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
