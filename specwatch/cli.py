@@ -63,16 +63,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Serve the API (refuses a database that is not at the latest migration)."""
     import uvicorn
 
-    from specwatch.store.database import check_schema, create_engine
-
-    async def check() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await check_schema(engine)
-        finally:
-            await engine.dispose()
-
-    _run(check())
+    _check_schema(settings)
     click.echo(f"Specwatch API on http://{host}:{port}/api/v1/metrics  (docs: /docs; Ctrl-C stops)")
     uvicorn.run(
         "specwatch.api.app:create_app",
@@ -111,6 +102,12 @@ def db_upgrade(settings: Settings, revision: str) -> None:
 @_one_line_errors
 def db_check(settings: Settings) -> None:
     """Exit 0 if the database is at the latest migration."""
+    _check_schema(settings)
+    click.echo("database is up to date")
+
+
+def _check_schema(settings: Settings) -> None:
+    """Raise ``DatabaseNotReadyError`` unless the database is at the latest migration."""
     from specwatch.store.database import check_schema, create_engine
 
     async def check() -> None:
@@ -121,7 +118,6 @@ def db_check(settings: Settings) -> None:
             await engine.dispose()
 
     _run(check())
-    click.echo("database is up to date")
 
 
 def _safe_url(url: str) -> str:

@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -82,14 +83,21 @@ def postgres_url() -> Iterator[str]:
         _in_thread(lambda: asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
 
 
-@pytest.fixture(scope="session")
-def influxdb_server() -> Iterator[InfluxDBServer]:
+@contextmanager
+def running_influxdb() -> Iterator[InfluxDBServer]:
+    """A real influxd on a temp dir and free loopback ports, removed afterwards."""
     server = InfluxDBServer(ensure_influxd())
     server.start()
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def influxdb_server() -> Iterator[InfluxDBServer]:
+    with running_influxdb() as server:
+        yield server
 
 
 async def truncate_all(url: str) -> None:

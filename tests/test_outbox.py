@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from conftest import truncate_all
+from conftest import running_influxdb, truncate_all
 from fastapi import FastAPI
-from influxdb_server import InfluxDBServer, ensure_influxd
+from influxdb_server import InfluxDBServer
 
 from specwatch.api.app import create_app
 from specwatch.config import Settings
@@ -46,12 +46,8 @@ def job(n: int) -> dict[str, object]:
 @pytest.fixture
 def own_influxdb() -> Iterator[InfluxDBServer]:
     """An influxd of this test's own, so that stopping it disturbs no other test."""
-    server = InfluxDBServer(ensure_influxd())
-    server.start()
-    try:
+    with running_influxdb() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
