@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import structlog
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from specwatch.config import Settings
 from specwatch.exceptions import SeriesStoreError
+from specwatch.metrics.model import Metric
 from specwatch.store.database import check_schema, create_engine, create_sessionmaker
 from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
@@ -19,7 +20,7 @@ from .definitions import DefinitionService
 from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
-from .tokens import TokenService
+from .tokens import TokenCache, TokenService
 
 log = structlog.get_logger("specwatch.context")
 
@@ -34,6 +35,8 @@ class ProcessContext:
     http: httpx.AsyncClient
     series: TimeSeriesStore
     deliverer: OutboxDeliverer
+    metric_cache: dict[str, Metric] = field(default_factory=dict)
+    token_cache: TokenCache = field(default_factory=TokenCache)
 
     @classmethod
     async def open(cls, settings: Settings, *, background: bool = True) -> ProcessContext:
@@ -92,6 +95,7 @@ class ProcessContext:
             self.deliverer,
             max_job_bytes=self.settings.max_job_bytes,
             series_write_wait_s=self.settings.series_write_wait_s,
+            metric_cache=self.metric_cache,
         )
 
     def definitions(self) -> DefinitionService:
@@ -101,4 +105,4 @@ class ProcessContext:
         return MetricService(self.sessionmaker, self.series)
 
     def tokens(self) -> TokenService:
-        return TokenService(self.sessionmaker)
+        return TokenService(self.sessionmaker, self.token_cache)

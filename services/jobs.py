@@ -21,7 +21,7 @@ from specwatch.exceptions import (
     PayloadTooLargeError,
 )
 from specwatch.metrics.jobs import convert_measurements, parse_job_document
-from specwatch.metrics.model import Blob, JobContext, Measurement
+from specwatch.metrics.model import Blob, JobContext, Measurement, Metric
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobFilter, JobStore, StoredJob
 from specwatch.store.outbox import OutboxStore
@@ -32,6 +32,7 @@ from .delivery import FAST_PATH_GRACE, OutboxDeliverer, points_for_job
 
 log = structlog.get_logger("specwatch.jobs")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_METRIC_CACHE_SIZE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +70,12 @@ class JobService:
         *,
         max_job_bytes: int,
         series_write_wait_s: float,
+        metric_cache: dict[str, Metric] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Metrics are never deleted and their units never change meaning (DefinitionStore
+        # refuses that), so what a process has read once it can use for unit conversion.
+        self._metrics = metric_cache if metric_cache is not None else {}
         self._deliverer = deliverer
         self._max_job_bytes = max_job_bytes
         self._wait_s = series_write_wait_s
@@ -119,7 +124,10 @@ class JobService:
                 await register_job_definitions(
                     definitions, document.metric_definitions, document.spec_definitions, now
                 )
-                metrics = await definitions.get_metrics([m.metric for m in document.measurements])
+                names = {m.metric for m in document.measurements}
+                metrics = {n: self._metrics[n] for n in names if n in self._metrics}
+                if len(metrics) < len(names):
+                    metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
                 measurements = convert_measurements(document.measurements, metrics)
                 _check_storable(document.context, measurements, time_ns)
                 job_id = await jobs.add(
@@ -143,6 +151,8 @@ class JobService:
                 raise
             return self._replay(existing, digest, key)
 
+        if len(self._metrics) < _METRIC_CACHE_SIZE:
+            self._metrics.update(metrics)  # committed: safe to remember
         stored = StoredJob(
             id=job_id,
             idempotency_key=key,

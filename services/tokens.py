@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,9 +54,44 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+class TokenCache:
+    """Recently checked tokens, so that a busy client costs no query per request.
+
+    A revoked token stops working within ``ttl_s`` in every process.
+    """
+
+    def __init__(self, ttl_s: float = 10.0, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self._size = size
+        self._entries: dict[str, tuple[float, Principal, datetime | None]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        checked_at, principal, expires_at = entry
+        if time.monotonic() - checked_at > self.ttl_s or (
+            expires_at is not None and expires_at <= datetime.now(UTC)
+        ):
+            del self._entries[token]
+            return None
+        return principal
+
+    def put(self, token: str, principal: Principal, expires_at: datetime | None) -> None:
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[token] = (time.monotonic(), principal, expires_at)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class TokenService:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], cache: TokenCache | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._cache = cache or TokenCache(ttl_s=0.0)
 
     async def create(
         self,
@@ -96,6 +132,7 @@ class TokenService:
         async with self._sessionmaker() as session, session.begin():
             if not await TokenStore(session).revoke(key, datetime.now(UTC)):
                 raise NotFoundError(f"no active token with key {key!r}")
+        self._cache.clear()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer sw_…`` header.
@@ -105,6 +142,9 @@ class TokenService:
         """
         if not authorization:
             raise AuthenticationError("this request needs 'Authorization: Bearer <token>'")
+        cached = self._cache.get(authorization)
+        if cached is not None:
+            return cached
         scheme, _, token = authorization.partition(" ")
         match = _TOKEN.match(token.strip())
         if scheme.lower() != "bearer" or not match:
@@ -117,4 +157,6 @@ class TokenService:
             raise AuthenticationError("the token was revoked")
         if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
             raise AuthenticationError("the token has expired")
-        return Principal(record.key, record.scopes, record.packages)
+        principal = Principal(record.key, record.scopes, record.packages)
+        self._cache.put(authorization, principal, record.expires_at)
+        return principal
