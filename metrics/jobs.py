@@ -39,6 +39,9 @@ _STRING_CONTEXT = (
     "filter",
     "base_commit",
 )
+# Times a signed 64-bit count of nanoseconds since 1970 can hold (InfluxDB's range).
+EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 _NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
 
 
@@ -92,10 +95,17 @@ def parse_time(value: Any, *location: str | int) -> datetime | None:
         return None
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value), UTC)
+            value = datetime.fromtimestamp(float(value), UTC).isoformat()
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            if not EARLIEST <= parsed <= LATEST:
+                raise _fail(
+                    f"time {value!r} is outside {EARLIEST:%Y-%m-%d}…{LATEST:%Y-%m-%d} "
+                    "(what a nanosecond time-series store can hold)",
+                    *location,
+                )
+            return parsed
     except (ValueError, OverflowError, OSError):
         pass
     raise _fail(f"time {value!r} is not an ISO 8601 date-time or POSIX seconds", *location)

@@ -70,6 +70,8 @@ async def register_job_definitions(
     metric_items: Sequence[Mapping[str, Any]] | Mapping[str, Any],
     spec_items: Sequence[Mapping[str, Any]] | Mapping[str, Any],
     now: datetime,
+    *,
+    allowed_packages: Collection[str] | None = None,
 ) -> None:
     """Add the metrics and specs a job carries that are not known yet.
 
@@ -81,10 +83,14 @@ async def register_job_definitions(
     digest = hashlib.sha256(
         orjson.dumps([metric_items, spec_items], option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
-    if await store.digest_seen(digest):
+    if not allowed_packages and await store.digest_seen(digest):
         return
     specs = parse_job_specs(spec_items)
     metrics = infer_directions(parse_job_metrics(metric_items), specs)
+    # A token limited to some packages may not define others through a job either.
+    check_packages({m.package for m in metrics} | {s.package for s in specs}, allowed_packages)
+    if allowed_packages and await store.digest_seen(digest):
+        return
     await store.upsert_metrics(metrics, now, only_new=True)
     await store.upsert_specs(specs, now, source="job", only_new=True)
     await store.remember_digest(digest, now)

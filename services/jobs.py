@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from specwatch.exceptions import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from specwatch.metrics.jobs import convert_measurements, parse_job_document
+from specwatch.metrics.jobs import JobDocument, convert_measurements, parse_job_document
 from specwatch.metrics.model import Blob, JobContext, Measurement, Metric
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobFilter, JobStore, StoredJob
@@ -29,6 +29,7 @@ from specwatch.store.series.lineprotocol import validate_point
 
 from .definitions import check_packages, register_job_definitions
 from .delivery import FAST_PATH_GRACE, OutboxDeliverer, points_for_job
+from .metrics import as_utc
 
 log = structlog.get_logger("specwatch.jobs")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,46 +115,78 @@ class JobService:
         now = datetime.now(UTC)
         time = document.context.time or now
         time_ns = (time - _EPOCH) // timedelta(microseconds=1) * 1000
-        try:
-            async with self._sessionmaker() as session, session.begin():
-                jobs = JobStore(session)
-                existing = await jobs.find_by_key(key)
+        for attempt in range(3):
+            try:
+                stored = await self._store(
+                    document, key, digest, now, time, time_ns, allowed_packages
+                )
+                break
+            except IntegrityError:
+                # A concurrent request committed the same key, or the same new definitions,
+                # between our reads and our insert: replay, or try once more on fresh reads.
+                async with self._sessionmaker() as session:
+                    existing = await JobStore(session).find_by_key(key)
                 if existing is not None:
                     return self._replay(existing, digest, key)
-                definitions = DefinitionStore(session)
-                await register_job_definitions(
-                    definitions, document.metric_definitions, document.spec_definitions, now
-                )
-                names = {m.metric for m in document.measurements}
-                metrics = {n: self._metrics[n] for n in names if n in self._metrics}
-                if len(metrics) < len(names):
-                    metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
-                measurements = convert_measurements(document.measurements, metrics)
-                _check_storable(document.context, measurements, time_ns)
-                job_id = await jobs.add(
-                    key=key,
-                    body_sha256=digest,
-                    now=now,
-                    time=time,
-                    time_ns=time_ns,
-                    context=document.context,
-                    measurements=measurements,
-                    blobs=_unique_blobs(document.blobs),
-                    meta=document.meta,
-                    packages=document.packages,
-                )
-                await OutboxStore(session).add(job_id, now + FAST_PATH_GRACE)
-        except IntegrityError:
-            # The same key committed by a concurrent request between our lookup and insert.
-            async with self._sessionmaker() as session:
-                existing = await JobStore(session).find_by_key(key)
-            if existing is None:
-                raise
-            return self._replay(existing, digest, key)
+                if attempt == 2:
+                    raise
+        if isinstance(stored, IngestResult):
+            return stored
+        delivered = await self._deliverer.submit(stored, self._wait_s)
+        log.debug(
+            "job ingested",
+            job_id=stored.id,
+            measurements=stored.n_measurements,
+            delivered=delivered,
+        )
+        return IngestResult(stored.id, created=True, delivered=delivered)
 
+    async def _store(
+        self,
+        document: JobDocument,
+        key: str,
+        digest: str,
+        now: datetime,
+        time: datetime,
+        time_ns: int,
+        allowed_packages: Collection[str] | None,
+    ) -> StoredJob | IngestResult:
+        """One transaction: the job, its blobs and its outbox row (or the replay of it)."""
+        async with self._sessionmaker() as session, session.begin():
+            jobs = JobStore(session)
+            existing = await jobs.find_by_key(key)
+            if existing is not None:
+                return self._replay(existing, digest, key)
+            definitions = DefinitionStore(session)
+            await register_job_definitions(
+                definitions,
+                document.metric_definitions,
+                document.spec_definitions,
+                now,
+                allowed_packages=allowed_packages,
+            )
+            names = {m.metric for m in document.measurements}
+            metrics = {n: self._metrics[n] for n in names if n in self._metrics}
+            if len(metrics) < len(names):
+                metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
+            measurements = convert_measurements(document.measurements, metrics)
+            _check_storable(document.context, measurements, time_ns)
+            job_id = await jobs.add(
+                key=key,
+                body_sha256=digest,
+                now=now,
+                time=time,
+                time_ns=time_ns,
+                context=document.context,
+                measurements=measurements,
+                blobs=_unique_blobs(document.blobs),
+                meta=document.meta,
+                packages=document.packages,
+            )
+            await OutboxStore(session).add(job_id, now + FAST_PATH_GRACE)
         if len(self._metrics) < _METRIC_CACHE_SIZE:
             self._metrics.update(metrics)  # committed: safe to remember
-        stored = StoredJob(
+        return StoredJob(
             id=job_id,
             idempotency_key=key,
             created_at=now,
@@ -163,11 +196,6 @@ class JobService:
             n_measurements=len(measurements),
             measurements=measurements,
         )
-        delivered = await self._deliverer.submit(stored, self._wait_s)
-        log.debug(
-            "job ingested", job_id=job_id, measurements=len(measurements), delivered=delivered
-        )
-        return IngestResult(job_id, created=True, delivered=delivered)
 
     @staticmethod
     def _replay(existing: tuple[int, str], digest: str, key: str) -> IngestResult:
@@ -191,6 +219,8 @@ class JobService:
     async def list_jobs(
         self, where: JobFilter, *, before_id: int | None, limit: int
     ) -> list[StoredJob]:
+        """Job summaries, newest first; times without an offset are UTC."""
+        where = replace(where, since=as_utc(where.since), until=as_utc(where.until))
         async with self._sessionmaker() as session:
             return await JobStore(session).search(where, before_id=before_id, limit=limit)
 

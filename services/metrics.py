@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import InvalidInputError, NotFoundError
+from specwatch.metrics.jobs import EARLIEST, LATEST
 from specwatch.metrics.model import Metric, Specification, split_metric_name
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.series.base import Series, SeriesQuery, TimeSeriesStore
@@ -16,8 +18,25 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SERIES_POINTS = 100_000
 
 
-def to_ns(moment: datetime) -> int:
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+def as_utc(moment: datetime | None) -> datetime | None:
+    """An aware datetime; one without an offset is taken as UTC."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def to_ns(moment: datetime, *, location: str = "since") -> int:
+    """Integer nanoseconds since 1970.  Raises ``InvalidInputError`` outside 1677…2262."""
+    aware = as_utc(moment)
+    if not EARLIEST <= aware <= LATEST:
+        raise InvalidInputError(
+            f"{location} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}",
+            location=["query", location],
+        )
     return (aware - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
@@ -68,7 +87,7 @@ class MetricService:
             raise InvalidInputError(
                 f"limit must be between 1 and {MAX_SERIES_POINTS}", location=["query", "limit"]
             )
-        if where.since and where.until and where.since >= where.until:
+        if where.since and where.until and as_utc(where.since) >= as_utc(where.until):
             raise InvalidInputError("since must be before until", location=["query", "since"])
         package, name = split_metric_name(full_name)
         async with self._sessionmaker() as session:
@@ -92,7 +111,7 @@ class MetricService:
             metric=name,
             tags=tags,
             since_ns=to_ns(where.since) if where.since else None,
-            until_ns=to_ns(where.until) if where.until else None,
+            until_ns=to_ns(where.until, location="until") if where.until else None,
             limit=where.limit,
         )
         return metric, await self._series.query(query)

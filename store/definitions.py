@@ -177,7 +177,9 @@ class DefinitionStore:
                 )
                 self._session.add(row)
                 added += 1
-            elif only_new or (row.retired_at is None and _to_spec(row) == spec):
+            elif only_new or (
+                row.retired_at is None and _to_spec(row) == spec and row.source == source
+            ):
                 unchanged += 1
                 continue
             else:
@@ -191,6 +193,7 @@ class DefinitionStore:
             row.requirements = list(spec.requirements)
             row.description = spec.description
             row.retired_at = None
+            row.source = source  # an import takes over what a job registered first
             row.updated_at = now
         await self._session.flush()
         return UpsertCounts(added, updated, unchanged)

@@ -15,6 +15,7 @@ from specwatch.services.tokens import Principal
 from specwatch.store.jobs import JobFilter
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+MAX_ID = 2**63 - 1  # job ids are 64-bit
 
 _JOB_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -93,7 +94,9 @@ async def list_jobs(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="next_cursor of the previous page")
+    ] = None,
 ) -> FastJSONResponse:
     where = JobFilter(
         branch=branch, pr=pr, commit=commit, dataset=dataset, since=since, until=until
@@ -114,7 +117,7 @@ async def list_jobs(
     dependencies=[Depends(read_access)],
 )
 async def get_job(
-    request: Request, context: Context, job_id: Annotated[int, Path(ge=1)]
+    request: Request, context: Context, job_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> FastJSONResponse:
     job, blobs = await context.jobs().get(job_id)
     return FastJSONResponse(job_detail(job, blobs, base_url(request, context)))
