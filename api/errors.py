@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from specwatch.exceptions import ClientError, ServerError
@@ -90,6 +91,14 @@ async def _service_unavailable(request: Request, exc: Exception) -> ProblemRespo
     return problem(request, 503, "service_unavailable", str(exc))
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    """The database dropped or refused the connection: 503, so clients retry."""
+    log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+    return problem(
+        request, 503, "database_unavailable", "the database is unavailable; retry shortly"
+    )
+
+
 async def _server_error(request: Request, exc: Exception) -> ProblemResponse:
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
     return problem(request, 500, "server_error", "an internal error occurred; it is logged")
@@ -98,6 +107,8 @@ async def _server_error(request: Request, exc: Exception) -> ProblemResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
     app.add_exception_handler(ServerError, _service_unavailable)
+    for error in (OperationalError, InterfaceError, DisconnectionError, TimeoutError):
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _server_error)

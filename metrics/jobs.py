@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from specwatch.exceptions import InvalidInputError, UnitConversionError, UnknownMetricError
 
-from .model import Blob, JobContext, Measurement, Metric
+from .model import EMPTY, Blob, JobContext, Measurement, Metric
 from .units import conversion_factor
 
 _STRING_CONTEXT = (
@@ -45,8 +45,7 @@ LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 _NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
 
 
-@dataclass(frozen=True, slots=True)
-class RawMeasurement:
+class RawMeasurement(NamedTuple):
     """A measurement as sent, before its metric is known (index = position in the job)."""
 
     index: int
@@ -55,8 +54,8 @@ class RawMeasurement:
     unit: str | None
     identifier: str | None = None
     blob_refs: tuple[str, ...] = ()
-    extras: Mapping[str, Any] = field(default_factory=dict)
-    notes: Mapping[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = EMPTY
+    notes: Mapping[str, Any] = EMPTY
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +168,28 @@ def parse_context(meta: Mapping[str, Any]) -> JobContext:
     return JobContext(time=time, **values)
 
 
+_PLAIN_KEYS = frozenset({"metric", "value", "unit", "identifier", "blob_refs"})
+
+
 def _parse_measurement(index: int, item: Any) -> RawMeasurement:
+    # The common case, checked in one pass: a plain object with a name, a float and a unit.
+    if type(item) is dict and item.keys() <= _PLAIN_KEYS:
+        metric, value, unit = item.get("metric"), item.get("value"), item.get("unit")
+        if (
+            type(metric) is str
+            and "." in metric
+            and type(value) is float
+            and (unit is None or type(unit) is str)
+            and not item.get("blob_refs")
+        ):
+            identifier = item.get("identifier")
+            return RawMeasurement(
+                index, metric, value, unit, None if identifier is None else str(identifier)
+            )
+    return _parse_measurement_checked(index, item)
+
+
+def _parse_measurement_checked(index: int, item: Any) -> RawMeasurement:
     if not isinstance(item, Mapping):
         raise _fail("a measurement must be an object", "measurements", index)
     metric = item.get("metric")
@@ -288,17 +308,32 @@ def convert_measurements(
                 f"converted to the metric's unit {metric.unit or 'dimensionless'!r}",
                 location=["body", "measurements", item.index, "unit"],
             ) from error
-        converted.append(
-            Measurement(
-                metric=item.metric,
-                value=item.value * factor if factor != 1.0 else item.value,
-                unit=metric.unit,
-                identifier=item.identifier,
-                raw_value=item.value if factor != 1.0 else None,
-                raw_unit=unit if factor != 1.0 else None,
-                blob_refs=item.blob_refs,
-                extras=item.extras,
-                notes=item.notes,
+        if factor == 1.0:
+            converted.append(
+                Measurement(
+                    item.metric,
+                    item.value,
+                    metric.unit,
+                    item.identifier,
+                    None,
+                    None,
+                    item.blob_refs,
+                    item.extras,
+                    item.notes,
+                )
             )
-        )
+        else:
+            converted.append(
+                Measurement(
+                    item.metric,
+                    item.value * factor,
+                    metric.unit,
+                    item.identifier,
+                    item.value,
+                    unit,
+                    item.blob_refs,
+                    item.extras,
+                    item.notes,
+                )
+            )
     return tuple(converted)

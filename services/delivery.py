@@ -113,14 +113,14 @@ class OutboxDeliverer:
                 pending.done.set_result(False)
         self._queue.clear()
 
-    async def submit(self, job: StoredJob, wait_s: float) -> bool:
+    async def submit(self, job_id: int, points: list[SeriesPoint], wait_s: float) -> bool:
         """Queue a committed job's points; True once they are in the series store.
 
         Returns False when ``wait_s`` passes first or the store fails: the outbox keeps them.
         """
         if self._task is None:
             return False
-        pending = _Pending(job.id, points_for_job(job), asyncio.get_running_loop().create_future())
+        pending = _Pending(job_id, points, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         self._wake.set()
         try:
@@ -153,6 +153,8 @@ class OutboxDeliverer:
                 delay = 0.0 if delivered >= self._batch_jobs else self._backoff_s()
                 next_sweep = loop.time() + max(delay, 0.05 if delivered else 1.0)
             self._wake.clear()
+            if self._queue:  # queued while we swept: do not sleep on it
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), timeout=max(0.0, next_sweep - loop.time())
@@ -167,12 +169,22 @@ class OutboxDeliverer:
         batch, self._queue = self._queue[: self._batch_jobs], self._queue[self._batch_jobs :]
         points = [point for pending in batch for point in pending.points]
         job_ids = [pending.job_id for pending in batch]
-        ok = await self._write(points, job_ids)
+        ok = await self._write(points, job_ids, release=[p.done for p in batch])
         for pending in batch:
             if not pending.done.done():
                 pending.done.set_result(ok)
 
-    async def _write(self, points: list[SeriesPoint], job_ids: list[int]) -> bool:
+    async def _write(
+        self,
+        points: list[SeriesPoint],
+        job_ids: list[int],
+        release: list[asyncio.Future[bool]] | None = None,
+    ) -> bool:
+        """Write points; on success forget their outbox rows, else schedule a retry.
+
+        ``release``: waiters to wake as soon as the points are stored, before the outbox
+        cleanup (a crash in between only means a harmless second delivery).
+        """
         now = datetime.now(UTC)
         try:
             await self._series.write(points)
@@ -194,6 +206,9 @@ class OutboxDeliverer:
                 log.warning("outbox defer failed", error=str(db_error))
             return False
         self._failures = 0
+        for waiter in release or ():
+            if not waiter.done():
+                waiter.set_result(True)
         try:
             async with self._sessionmaker() as session, session.begin():
                 await OutboxStore(session).remove(job_ids)

@@ -21,10 +21,11 @@ from specwatch.exceptions import (
     PayloadTooLargeError,
 )
 from specwatch.metrics.jobs import JobDocument, convert_measurements, parse_job_document
-from specwatch.metrics.model import Blob, JobContext, Measurement, Metric
+from specwatch.metrics.model import Blob, Metric
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobFilter, JobStore, StoredJob
 from specwatch.store.outbox import OutboxStore
+from specwatch.store.series.base import SeriesPoint
 from specwatch.store.series.lineprotocol import validate_point
 
 from .definitions import check_packages, register_job_definitions
@@ -132,14 +133,12 @@ class JobService:
                     raise
         if isinstance(stored, IngestResult):
             return stored
-        delivered = await self._deliverer.submit(stored, self._wait_s)
+        job, points = stored
+        delivered = await self._deliverer.submit(job.id, points, self._wait_s)
         log.debug(
-            "job ingested",
-            job_id=stored.id,
-            measurements=stored.n_measurements,
-            delivered=delivered,
+            "job ingested", job_id=job.id, measurements=job.n_measurements, delivered=delivered
         )
-        return IngestResult(stored.id, created=True, delivered=delivered)
+        return IngestResult(job.id, created=True, delivered=delivered)
 
     async def _store(
         self,
@@ -150,27 +149,24 @@ class JobService:
         time: datetime,
         time_ns: int,
         allowed_packages: Collection[str] | None,
-    ) -> StoredJob | IngestResult:
+    ) -> tuple[StoredJob, list[SeriesPoint]] | IngestResult:
         """One transaction: the job, its blobs and its outbox row (or the replay of it)."""
         async with self._sessionmaker() as session, session.begin():
             jobs = JobStore(session)
-            existing = await jobs.find_by_key(key)
-            if existing is not None:
-                return self._replay(existing, digest, key)
             definitions = DefinitionStore(session)
-            await register_job_definitions(
-                definitions,
-                document.metric_definitions,
-                document.spec_definitions,
-                now,
-                allowed_packages=allowed_packages,
-            )
+            if document.metric_definitions or document.spec_definitions:
+                await register_job_definitions(
+                    definitions,
+                    document.metric_definitions,
+                    document.spec_definitions,
+                    now,
+                    allowed_packages=allowed_packages,
+                )
             names = {m.metric for m in document.measurements}
             metrics = {n: self._metrics[n] for n in names if n in self._metrics}
             if len(metrics) < len(names):
                 metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
             measurements = convert_measurements(document.measurements, metrics)
-            _check_storable(document.context, measurements, time_ns)
             job_id = await jobs.add(
                 key=key,
                 body_sha256=digest,
@@ -183,19 +179,28 @@ class JobService:
                 meta=document.meta,
                 packages=document.packages,
             )
+            if job_id is None:  # the key is taken: the same job again, or a conflict
+                existing = await jobs.find_by_key(key)
+                assert existing is not None
+                return self._replay(existing, digest, key)
+            stored = StoredJob(
+                id=job_id,
+                idempotency_key=key,
+                created_at=now,
+                time=time,
+                time_ns=time_ns,
+                context=document.context,
+                n_measurements=len(measurements),
+                measurements=measurements,
+            )
+            # Refuse, before anything is committed, points no series backend could hold.
+            points = points_for_job(stored)
+            for point in points:
+                validate_point(point)
             await OutboxStore(session).add(job_id, now + FAST_PATH_GRACE)
         if len(self._metrics) < _METRIC_CACHE_SIZE:
             self._metrics.update(metrics)  # committed: safe to remember
-        return StoredJob(
-            id=job_id,
-            idempotency_key=key,
-            created_at=now,
-            time=time,
-            time_ns=time_ns,
-            context=document.context,
-            n_measurements=len(measurements),
-            measurements=measurements,
-        )
+        return stored, points
 
     @staticmethod
     def _replay(existing: tuple[int, str], digest: str, key: str) -> IngestResult:
@@ -223,24 +228,6 @@ class JobService:
         where = replace(where, since=as_utc(where.since), until=as_utc(where.until))
         async with self._sessionmaker() as session:
             return await JobStore(session).search(where, before_id=before_id, limit=limit)
-
-
-def _check_storable(
-    context: JobContext, measurements: tuple[Measurement, ...], time_ns: int
-) -> None:
-    """Refuse, before anything is stored, a job whose points no series backend could hold."""
-    probe = StoredJob(
-        id=0,
-        idempotency_key="",
-        created_at=_EPOCH,
-        time=_EPOCH,
-        time_ns=time_ns,
-        context=context,
-        n_measurements=len(measurements),
-        measurements=measurements,
-    )
-    for point in points_for_job(probe):
-        validate_point(point)
 
 
 def _unique_blobs(blobs: tuple[Blob, ...]) -> list[Blob]:

@@ -47,7 +47,9 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         json_serializer=_json_dumps,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping per checkout (three round trips per request); connections are recycled, and
+        # a request on a connection the server dropped fails once with a 503 to retry.
+        pool_recycle=1800,
     )
 
 

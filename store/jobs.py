@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from specwatch.metrics.model import Blob, JobContext, Measurement
@@ -138,6 +139,16 @@ def _stored(row: SQLJob, *, full: bool) -> StoredJob:
     )
 
 
+_INSERT_JOB = {
+    "postgresql": postgresql.insert(SQLJob)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(SQLJob.id),
+    "sqlite": sqlite.insert(SQLJob)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(SQLJob.id),
+}
+
+
 class JobStore:
     """Repository of jobs and blobs."""
 
@@ -166,27 +177,24 @@ class JobStore:
         blobs: Sequence[Blob],
         meta: Mapping[str, Any],
         packages: Mapping[str, Any],
-    ) -> int:
-        """Insert a job with its blobs; returns its id."""
+    ) -> int | None:
+        """Insert a job with its blobs; its id, or None if the key is taken (a replay)."""
         values: dict[str, Any] = {name: getattr(context, name) for name in CONTEXT_FIELDS}
-        result = await self._session.execute(
-            insert(SQLJob)
-            .values(
-                idempotency_key=key,
-                body_sha256=body_sha256,
-                created_at=now,
-                time=time,
-                time_ns=time_ns,
-                meta=dict(meta),
-                packages=dict(packages),
-                measurements=[encode_measurement(m) for m in measurements],
-                n_measurements=len(measurements),
-                **values,
-            )
-            .returning(SQLJob.id)
+        values.update(
+            idempotency_key=key,
+            body_sha256=body_sha256,
+            created_at=now,
+            time=time,
+            time_ns=time_ns,
+            meta=dict(meta),
+            packages=dict(packages),
+            measurements=[encode_measurement(m) for m in measurements],
+            n_measurements=len(measurements),
         )
-        job_id: int = result.scalar_one()
-        if blobs:
+        # One prepared statement per dialect, parameters bound: compiled once per process.
+        statement = _INSERT_JOB[self._session.get_bind().dialect.name]
+        job_id: int | None = (await self._session.execute(statement, values)).scalar()
+        if job_id is not None and blobs:
             await self._session.execute(
                 insert(SQLBlob),
                 [

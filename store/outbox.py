@@ -10,14 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import SQLOutbox
 
+_INSERT = insert(SQLOutbox)
+
 
 class OutboxStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, job_id: int, now: datetime) -> None:
+    async def add(self, job_id: int, due: datetime) -> None:
+        """Queue a job's points, due for the sweep at ``due``."""
         await self._session.execute(
-            insert(SQLOutbox).values(job_id=job_id, created_at=now, attempts=0, next_attempt_at=now)
+            _INSERT, {"job_id": job_id, "created_at": due, "attempts": 0, "next_attempt_at": due}
         )
 
     async def due(self, now: datetime, limit: int) -> list[int]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query
 
 from specwatch.api.deps import Context, read_access
@@ -68,7 +68,7 @@ async def get_series(
         {
             "metric": metric.full_name,
             "unit": metric.unit,
-            "time": [_iso_ns(t) for t in series.time_ns],
+            "time": iso_times(series.time_ns),
             "value": series.value,
             "job_id": series.job_id,
             "commit": series.commit,
@@ -76,7 +76,9 @@ async def get_series(
     )
 
 
-def _iso_ns(time_ns: int) -> str:
-    """ISO 8601 UTC with microseconds, from integer nanoseconds (no float rounding)."""
-    seconds, ns = divmod(time_ns, 1_000_000_000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{ns // 1000:06d}Z"
+def iso_times(times_ns: list[int]) -> list[str]:
+    """ISO 8601 UTC strings with microseconds ("2026-01-01T00:00:00.000042Z"), vectorised."""
+    if not times_ns:
+        return []
+    microseconds = np.array(times_ns, dtype="datetime64[ns]").astype("datetime64[us]")
+    return [f"{t}Z" for t in np.datetime_as_string(microseconds, unit="us").tolist()]

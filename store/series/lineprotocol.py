@@ -22,6 +22,7 @@ import math
 import operator
 import re
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 from specwatch.exceptions import InvalidInputError, Location
 
@@ -74,48 +75,77 @@ def check_name(text: str, location: Location) -> None:
         )
 
 
-def validate_point(point: SeriesPoint) -> None:
-    """Raise ``InvalidInputError`` for a point InfluxDB could not store as given."""
-    check_name(point.package, ["package"])
-    if point.package.startswith("#"):
+@lru_cache(maxsize=4096)
+def _measurement(package: str) -> str:
+    check_name(package, ["package"])
+    if package.startswith("#"):
         raise InvalidInputError("a package name cannot start with '#'", location=["package"])
+    return escape_measurement(package)
+
+
+@lru_cache(maxsize=65536)
+def _tag(key: str, value: str) -> str:
+    """``,key=value`` for a set tag, checked and escaped (names repeat: cached)."""
+    check_name(key, ["tags"])
+    if key == "time":
+        raise InvalidInputError("'time' cannot be a tag key", location=["tags", key])
+    check_name(value, ["tags", key])
+    return f",{escape_key(key)}={escape_key(value)}"
+
+
+@lru_cache(maxsize=65536)
+def _field_keys(metric: str) -> tuple[str, str]:
+    """The escaped field keys of a metric's value and of its NaN marker, checked."""
+    check_name(metric, ["values"])
+    if metric in _RESERVED_KEYS or metric.endswith(NAN_SUFFIX):
+        raise InvalidInputError(
+            f"metric name {metric!r} is reserved in the time-series layout",
+            location=["values", metric],
+        )
+    return escape_key(metric), escape_key(metric + NAN_SUFFIX)
+
+
+def _check_numbers(point: SeriesPoint) -> tuple[int, int]:
     time_ns = operator.index(point.time_ns)
     if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
         raise InvalidInputError(f"time {time_ns} ns is out of range", location=["time_ns"])
-    operator.index(point.job_id)
+    return operator.index(point.job_id), time_ns
+
+
+def validate_point(point: SeriesPoint) -> None:
+    """Raise ``InvalidInputError`` for a point InfluxDB could not store as given."""
+    _measurement(point.package)
+    _check_numbers(point)
     for key, value in point.tags.items():
-        check_name(key, ["tags"])
-        if key == "time":
-            raise InvalidInputError("'time' cannot be a tag key", location=["tags", key])
         if value:
-            check_name(value, ["tags", key])
+            _tag(key, value)
+        else:
+            check_name(key, ["tags"])
     for metric in point.values:
-        check_name(metric, ["values"])
-        if metric in _RESERVED_KEYS or metric.endswith(NAN_SUFFIX):
-            raise InvalidInputError(
-                f"metric name {metric!r} is reserved in the time-series layout",
-                location=["values", metric],
-            )
+        _field_keys(metric)
 
 
 def encode_point(point: SeriesPoint) -> str:
     """One line (with its ``\\n``) for one point; see ``validate_point`` for the errors."""
-    validate_point(point)
-    parts = [escape_measurement(point.package)]
+    job_id, time_ns = _check_numbers(point)
+    parts = [_measurement(point.package)]
     for key, tag in sorted(point.tags.items()):
         if tag:  # InfluxDB rejects empty tag values: an unset tag is left out
-            parts.append(f",{escape_key(key)}={escape_key(tag)}")
-    parts.append(" ")
-    for metric in sorted(point.values):
-        value = float(point.values[metric])
-        if math.isfinite(value):
-            parts.append(f"{escape_key(metric)}={format_float(value)},")
+            parts.append(_tag(key, tag))
         else:
-            parts.append(f"{escape_key(metric + NAN_SUFFIX)}=true,")
+            check_name(key, ["tags"])
+    parts.append(" ")
+    values = point.values
+    for metric in sorted(values):
+        value = float(values[metric])
+        key, nan_key = _field_keys(metric)
+        if math.isfinite(value):
+            parts.append(f"{key}={value!r},")
+        else:
+            parts.append(f"{nan_key}=true,")
     if point.commit is not None:
         parts.append(f"{COMMIT_FIELD}={format_string(point.commit)},")
     # job_id comes last and is always there, so the field set is never empty.
-    job_id, time_ns = operator.index(point.job_id), operator.index(point.time_ns)
     parts.append(f"{JOB_ID_FIELD}={job_id}i {time_ns}\n")
     return "".join(parts)
 
