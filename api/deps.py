@@ -11,7 +11,8 @@ from specwatch.services.context import ProcessContext
 from specwatch.services.tokens import Principal
 
 
-def get_context(request: Request) -> ProcessContext:
+async def get_context(request: Request) -> ProcessContext:
+    """The process context (async: FastAPI would run a plain function in a thread)."""
     context: ProcessContext = request.app.state.context
     return context
 

@@ -97,17 +97,24 @@ class OutboxDeliverer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        # Delivered job ids whose outbox rows are deleted in batches, off the delivery path.
+        self._delivered: list[int] = []
+        self._cleanup_wake = asyncio.Event()
+        self._cleanup_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="specwatch-outbox")
+            self._cleanup_task = asyncio.create_task(self._clean(), name="specwatch-outbox-gc")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._cleanup_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._cleanup_task = None
+        await self._remove_delivered()
         for pending in self._queue:
             if not pending.done.done():
                 pending.done.set_result(False)
@@ -131,10 +138,12 @@ class OutboxDeliverer:
     async def pending(self) -> int:
         """Jobs whose points are not in the series store yet."""
         async with self._sessionmaker() as session:
-            return await OutboxStore(session).pending()
+            rows = await OutboxStore(session).pending()
+        return max(0, rows - len(self._delivered))
 
     async def drain(self) -> int:
-        """Deliver every due outbox row now (tests, CLI); returns how many jobs were delivered."""
+        """Deliver every outbox row now (tests, CLI); returns how many jobs were delivered."""
+        await self._remove_delivered()
         return await self._sweep(due_only=False)
 
     async def _run(self) -> None:
@@ -160,6 +169,22 @@ class OutboxDeliverer:
                     self._wake.wait(), timeout=max(0.0, next_sweep - loop.time())
                 )
 
+    async def _clean(self) -> None:
+        while True:
+            await self._cleanup_wake.wait()
+            self._cleanup_wake.clear()
+            await self._remove_delivered()
+
+    async def _remove_delivered(self) -> None:
+        job_ids, self._delivered = self._delivered, []
+        if not job_ids:
+            return
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await OutboxStore(session).remove(job_ids)
+        except Exception as error:  # delivered; the sweep rewrites them harmlessly later
+            log.warning("outbox cleanup failed", jobs=len(job_ids), error=str(error))
+
     def _backoff_s(self) -> float:
         if self._failures == 0:
             return 1.0
@@ -169,7 +194,7 @@ class OutboxDeliverer:
         batch, self._queue = self._queue[: self._batch_jobs], self._queue[self._batch_jobs :]
         points = [point for pending in batch for point in pending.points]
         job_ids = [pending.job_id for pending in batch]
-        ok = await self._write(points, job_ids, release=[p.done for p in batch])
+        ok = await self._write(points, job_ids, release=[p.done for p in batch], later=True)
         for pending in batch:
             if not pending.done.done():
                 pending.done.set_result(ok)
@@ -179,6 +204,8 @@ class OutboxDeliverer:
         points: list[SeriesPoint],
         job_ids: list[int],
         release: list[asyncio.Future[bool]] | None = None,
+        *,
+        later: bool = False,
     ) -> bool:
         """Write points; on success forget their outbox rows, else schedule a retry.
 
@@ -209,6 +236,10 @@ class OutboxDeliverer:
         for waiter in release or ():
             if not waiter.done():
                 waiter.set_result(True)
+        if later:
+            self._delivered.extend(job_ids)
+            self._cleanup_wake.set()
+            return True
         try:
             async with self._sessionmaker() as session, session.begin():
                 await OutboxStore(session).remove(job_ids)

@@ -140,12 +140,13 @@ def _stored(row: SQLJob, *, full: bool) -> StoredJob:
 
 
 _INSERT_JOB = {
-    "postgresql": postgresql.insert(SQLJob)
+    # On the Core table: an ORM-entity insert would take the slower ORM bulk path.
+    "postgresql": postgresql.insert(SQLJob.__table__)
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(SQLJob.id),
-    "sqlite": sqlite.insert(SQLJob)
+    .returning(SQLJob.__table__.c.id),
+    "sqlite": sqlite.insert(SQLJob.__table__)
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(SQLJob.id),
+    .returning(SQLJob.__table__.c.id),
 }
 
 
@@ -196,7 +197,7 @@ class JobStore:
         job_id: int | None = (await self._session.execute(statement, values)).scalar()
         if job_id is not None and blobs:
             await self._session.execute(
-                insert(SQLBlob),
+                insert(SQLBlob.__table__),
                 [
                     {"job_id": job_id, "identifier": b.identifier, "name": b.name, "data": b.data}
                     for b in blobs

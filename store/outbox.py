@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import SQLOutbox
 
-_INSERT = insert(SQLOutbox)
+_INSERT = insert(SQLOutbox.__table__)
 
 
 class OutboxStore:
