@@ -139,7 +139,7 @@ class SQLJob(Base):
     packages: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     # The measurements, in their metrics' units, as one document: a job is read whole, and one
     # row per job keeps ingest to a couple of rows whatever the number of measurements.
-    measurements: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    measurements: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # columnar
     n_measurements: Mapped[int] = mapped_column(Integer, default=0)
 
 
