@@ -61,9 +61,9 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the PostgreSQL server, migrated to head, dropped at the end."""
+@contextmanager
+def empty_postgres_database() -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server (async URL), dropped afterwards."""
     name = f"specwatch_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = POSTGRES_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://")
 
@@ -75,12 +75,18 @@ def postgres_url() -> Iterator[str]:
             await connection.close()
 
     _in_thread(lambda: asyncio.run(admin_sql(f'CREATE DATABASE "{name}"')))
-    url = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
     try:
-        _migrate(url)
-        yield url
+        yield admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
     finally:
         _in_thread(lambda: asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this session on the PostgreSQL server, migrated to head."""
+    with empty_postgres_database() as url:
+        _migrate(url)
+        yield url
 
 
 @contextmanager

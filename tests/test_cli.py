@@ -1,22 +1,35 @@
-"""The specwatch command line, run in process with click's runner on a real SQLite file."""
+"""The specwatch command line, run in process with click's runner, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
-from conftest import lsst_data
+from conftest import empty_postgres_database, lsst_data
+from influxdb_server import free_port
 
 from specwatch.cli import main
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "SPECWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
-        "SPECWATCH_LOG_LEVEL": "WARNING",
-    }
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a CLI run, on a new empty database."""
+    with contextlib.ExitStack() as stack:
+        url = (
+            stack.enter_context(empty_postgres_database())
+            if request.param == "postgresql"
+            else f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+        )
+        yield {"SPECWATCH_DATABASE_URL": url, "SPECWATCH_LOG_LEVEL": "WARNING"}
 
 
 def run(env: dict[str, str], *args: str) -> Result:
@@ -123,3 +136,31 @@ def test_help_on_every_command(env: dict[str, str]) -> None:
         result = run(env, *args)
         assert result.exit_code == 0
         assert "Usage:" in result.output
+
+
+def test_serve_answers_until_stopped(env: dict[str, str]) -> None:
+    """The real server process: uvicorn, the app factory, the lifespan, one request."""
+    run(env, "db", "upgrade")
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("specwatch")), "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200
+        assert health.json()["series_store"] == "embedded"
+        assert health.headers["x-request-id"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/api/v1/metrics" in output
