@@ -46,9 +46,9 @@ _NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "i
 
 
 class RawMeasurement(NamedTuple):
-    """A measurement as sent, before its metric is known (index = position in the job)."""
+    """A measurement as sent, before its metric is known (``position`` in the job's list)."""
 
-    index: int
+    position: int
     metric: str
     value: float
     unit: str | None
@@ -225,7 +225,7 @@ def _parse_measurement_checked(index: int, item: Any) -> RawMeasurement:
             index,
         )
     return RawMeasurement(
-        index=index,
+        position=index,
         metric=metric,
         value=parse_value(item.get("value"), "measurements", index, "value"),
         unit=unit,
@@ -295,18 +295,18 @@ def convert_measurements(
         metric = metrics.get(item.metric)
         if metric is None:
             raise UnknownMetricError(
-                f"measurement {item.index}: metric {item.metric!r} is not defined; import its "
+                f"measurement {item.position}: metric {item.metric!r} is not defined; import its "
                 "definition first or send it in the job's 'metrics'",
-                location=["body", "measurements", item.index, "metric"],
+                location=["body", "measurements", item.position, "metric"],
             )
         unit = item.unit if item.unit else metric.unit
         try:
             factor = conversion_factor(unit, metric.unit)
         except (UnitConversionError, InvalidInputError) as error:
             raise UnitConversionError(
-                f"measurement {item.index} of metric {item.metric!r}: unit {unit!r} cannot be "
+                f"measurement {item.position} of metric {item.metric!r}: unit {unit!r} cannot be "
                 f"converted to the metric's unit {metric.unit or 'dimensionless'!r}",
-                location=["body", "measurements", item.index, "unit"],
+                location=["body", "measurements", item.position, "unit"],
             ) from error
         if factor == 1.0:
             converted.append(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from specwatch.metrics.model import EMPTY, Blob, JobContext, Measurement
 
-from .models import SQLBlob, SQLJob
+from .models import SQLBlob, SQLJob, table
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -165,12 +165,12 @@ def _stored(row: SQLJob, *, full: bool) -> StoredJob:
 
 _INSERT_JOB = {
     # On the Core table: an ORM-entity insert would take the slower ORM bulk path.
-    "postgresql": postgresql.insert(SQLJob.__table__)
+    "postgresql": postgresql.insert(table(SQLJob))
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(SQLJob.__table__.c.id),
-    "sqlite": sqlite.insert(SQLJob.__table__)
+    .returning(table(SQLJob).c.id),
+    "sqlite": sqlite.insert(table(SQLJob))
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(SQLJob.__table__.c.id),
+    .returning(table(SQLJob).c.id),
 }
 
 
@@ -221,7 +221,7 @@ class JobStore:
         job_id: int | None = (await self._session.execute(statement, values)).scalar()
         if job_id is not None and blobs:
             await self._session.execute(
-                insert(SQLBlob.__table__),
+                insert(table(SQLBlob)),
                 [
                     {"job_id": job_id, "identifier": b.identifier, "name": b.name, "data": b.data}
                     for b in blobs

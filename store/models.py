@@ -7,7 +7,7 @@ the small records of ``store.records``.  Names are prefixed ``SQL`` so the two n
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -54,6 +55,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: Json}
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model: inserts on it skip the ORM's slower bulk path."""
+    return cast(Table, model.__table__)
 
 
 class SQLMetric(Base):

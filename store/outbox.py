@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import SQLOutbox
+from .models import SQLOutbox, table
 
-_INSERT = insert(SQLOutbox.__table__)
+_INSERT = insert(table(SQLOutbox))
 
 
 class OutboxStore:
