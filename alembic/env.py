@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
+from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from specwatch.store.models import Base, UTCDateTime
 
 config = context.config

@@ -10,6 +10,8 @@ from fastapi import Depends, Header, Request
 from specwatch.services.context import ProcessContext
 from specwatch.services.tokens import Principal
 
+MAX_ID = 2**63 - 1  # ids are 64-bit
+
 
 async def get_context(request: Request) -> ProcessContext:
     """The process context (async: FastAPI would run a plain function in a thread)."""

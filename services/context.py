@@ -21,6 +21,7 @@ from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
 from .tokens import TokenCache, TokenService
+from .verification import VerificationService
 
 log = structlog.get_logger("specwatch.context")
 
@@ -103,6 +104,9 @@ class ProcessContext:
 
     def metrics(self) -> MetricService:
         return MetricService(self.sessionmaker, self.series)
+
+    def verification(self) -> VerificationService:
+        return VerificationService(self.sessionmaker)
 
     def tokens(self) -> TokenService:
         return TokenService(self.sessionmaker, self.token_cache)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from specwatch.metrics.definitions import parse_definition_files
 
 from .context import ProcessContext
-from .demo_history import demo_definition_files, demo_jobs
+from .demo_history import demo_definition_files, demo_jobs, demo_requirements
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,9 @@ async def load_demo(
     """Import the demo definitions and ingest its jobs (idempotent: stable keys and bodies)."""
     definitions = parse_definition_files(demo_definition_files())
     await context.definitions().import_definitions(definitions)
+    await context.verification().import_requirements(
+        demo_requirements(), source="demo/requirements.yaml"
+    )
     jobs = context.jobs()
     semaphore = asyncio.Semaphore(concurrency)
     created = existing = 0

@@ -166,6 +166,11 @@ def demo_definition_files() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def demo_requirements() -> str:
+    """The demo's verification matrix (YAML, LDM-503 Appendix A style)."""
+    return (files("specwatch.services") / "demo" / "requirements.yaml").read_text("utf-8")
+
+
 def demo_jobs(seed: int = DEFAULT_SEED, now: datetime | None = None) -> list[DemoJob]:
     """The demo's jobs in time order; main history over the 180 days before ``now``."""
     return _History(seed, now).jobs()

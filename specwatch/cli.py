@@ -91,6 +91,7 @@ def db() -> None:
 def db_upgrade(settings: Settings, revision: str) -> None:
     """Migrate the database to the latest schema (creates it on first use)."""
     from alembic import command
+
     from specwatch.store.database import alembic_config
 
     command.upgrade(alembic_config(settings.database_url), revision)
@@ -236,6 +237,24 @@ def definitions_import(settings: Settings, directory: Path, no_retire: bool) -> 
         f"{summary.metrics_unchanged} unchanged; specs: {summary.specs_added} added, "
         f"{summary.specs_updated} updated, {summary.specs_unchanged} unchanged, "
         f"{summary.specs_retired} retired"
+    )
+
+
+@main.group()
+def requirements() -> None:
+    """Requirements of the verification matrix (LDM-503 Appendix A style)."""
+
+
+@requirements.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_settings
+@_one_line_errors
+def requirements_import(settings: Settings, file: Path) -> None:
+    """Import FILE (YAML list or CSV: id, title, method, specs or spec patterns); an upsert."""
+    counts = _with_context(settings, lambda c: c.verification().import_requirements_file(file))
+    click.echo(
+        f"requirements: {counts.added} added, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged"
     )
 
 

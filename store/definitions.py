@@ -226,6 +226,27 @@ class DefinitionStore:
         )
         return [_to_spec(row) for row in await self._session.scalars(query)]
 
+    async def specs_for_metrics(self, full_names: Sequence[str]) -> list[Specification]:
+        """The active specifications of several metrics, by name."""
+        specs: list[Specification] = []
+        for chunk in _chunks(sorted(set(full_names))):
+            query = select(SQLSpecification).where(
+                SQLSpecification.metric_full_name.in_(chunk),
+                SQLSpecification.retired_at.is_(None),
+            )
+            specs.extend(_to_spec(row) for row in await self._session.scalars(query))
+        return sorted(specs, key=lambda spec: spec.full_name)
+
+    async def active_specs(self, *, limit: int = 100_000) -> list[Specification]:
+        """Every active specification (thousands at most: LSST's catalogue has 1,705)."""
+        query = (
+            select(SQLSpecification)
+            .where(SQLSpecification.retired_at.is_(None))
+            .order_by(SQLSpecification.full_name)
+            .limit(limit)
+        )
+        return [_to_spec(row) for row in await self._session.scalars(query)]
+
     async def digest_seen(self, digest: str) -> bool:
         return await self._session.get(SQLDefinitionDigest, digest) is not None
 

@@ -275,6 +275,19 @@ class JobStore:
             )
         return jobs
 
+    async def latest_build(self, *, dataset: str | None, branch: str) -> list[StoredJob]:
+        """The jobs of the newest build (same commit) of a branch and dataset, full."""
+        query = select(SQLJob).where(SQLJob.branch == branch).order_by(SQLJob.time.desc())
+        if dataset is not None:
+            query = query.where(SQLJob.dataset == dataset)
+        latest = await self._session.scalar(query.limit(1))
+        if latest is None:
+            return []
+        if latest.commit is None:
+            return [_stored(latest, full=True)]
+        same = query.where(SQLJob.commit == latest.commit).limit(100)
+        return [_stored(row, full=True) for row in await self._session.scalars(same)]
+
     async def blobs(self, job_id: int) -> list[Blob]:
         rows = await self._session.scalars(
             select(SQLBlob).where(SQLBlob.job_id == job_id).order_by(SQLBlob.id)

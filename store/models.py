@@ -102,6 +102,19 @@ class SQLSpecification(Base):
     updated_at: Mapped[datetime]
 
 
+class SQLRequirement(Base):
+    """A requirement of the verification matrix (its status is derived, never stored)."""
+
+    __tablename__ = "requirement"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    method: Mapped[str] = mapped_column(String(20), default="Test")
+    spec_patterns: Mapped[list[str]] = mapped_column(Json, default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class SQLDefinitionDigest(Base):
     """Digests of definition sets already registered, so a job re-sending them costs nothing."""
 
@@ -119,6 +132,7 @@ class SQLJob(Base):
         Index("ix_job_pr_id", "pr", "id"),
         Index("ix_job_commit", "commit"),
         Index("ix_job_time", "time"),
+        Index("ix_job_dataset_branch_time", "dataset", "branch", "time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -22,12 +22,12 @@ from typing import TypeVar
 import asyncpg
 import httpx
 import pytest
+from alembic import command
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from influxdb_server import InfluxDBServer, ensure_influxd
 from sqlalchemy import text
 
-from alembic import command
 from specwatch.api.app import create_app
 from specwatch.config import Settings
 from specwatch.services.context import ProcessContext

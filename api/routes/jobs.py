@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
-from specwatch.api.deps import Context, base_url, read_access, require_scope
+from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import job_detail, job_summary
 from specwatch.exceptions import PayloadTooLargeError
@@ -15,7 +15,6 @@ from specwatch.services.tokens import Principal
 from specwatch.store.jobs import JobFilter
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-MAX_ID = 2**63 - 1  # job ids are 64-bit
 
 _JOB_BODY_DOC: dict[str, Any] = {
     "requestBody": {

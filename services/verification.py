@@ -1,0 +1,98 @@
+"""Use cases of verification: a job's verdicts, requirement status, requirement imports.
+
+Verdicts are derived on every read from the specifications as they are now: when a
+specification is imported, changed or retired, every verdict of history reflects it at once,
+with nothing to recompute or to go stale (a verdict costs microseconds; a build has hundreds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from specwatch.exceptions import NotFoundError
+from specwatch.metrics.model import Specification
+from specwatch.metrics.requirements import (
+    Requirement,
+    RequirementStatus,
+    parse_requirements,
+    requirement_status,
+    specs_of,
+)
+from specwatch.metrics.verification import Verdict, verify
+from specwatch.store.definitions import DefinitionStore, UpsertCounts
+from specwatch.store.jobs import CONTEXT_FIELDS, JobStore, StoredJob
+from specwatch.store.requirements import RequirementStore
+
+
+def job_metadata(job: StoredJob) -> dict[str, Any]:
+    """What a spec's ``metadata_query`` is matched against: the job's ``meta`` (as sent) and
+    its normalised context (``dataset``, ``instrument``, ``filter``, ``branch``…)."""
+    metadata = {k: v for k, v in (job.meta or {}).items() if not isinstance(v, Mapping | list)}
+    for name in CONTEXT_FIELDS:
+        value = getattr(job.context, name)
+        if value is not None:
+            metadata.setdefault(name, value)
+    return metadata
+
+
+def job_verdicts(job: StoredJob, specs: Sequence[Specification]) -> list[Verdict]:
+    values = {m.metric: (m.value, m.unit) for m in job.measurements}
+    return verify(values, specs, job_metadata(job))
+
+
+@dataclass(frozen=True, slots=True)
+class BuildStatus:
+    """Requirement statuses on one build (its jobs), or no build yet."""
+
+    jobs: list[StoredJob]
+    requirements: list[RequirementStatus]
+
+
+class VerificationService:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def verdicts(self, job_id: int) -> tuple[StoredJob, list[Verdict]]:
+        """A job's verdicts, one per (measurement, applicable spec).  Raises ``NotFoundError``."""
+        async with self._sessionmaker() as session:
+            job = await JobStore(session).get(job_id)
+            if job is None:
+                raise NotFoundError(f"no job {job_id}", location=["path", "job_id"])
+            specs = await DefinitionStore(session).specs_for_metrics(
+                [m.metric for m in job.measurements]
+            )
+        return job, job_verdicts(job, specs)
+
+    async def requirements(self, *, dataset: str | None, branch: str) -> BuildStatus:
+        """Every requirement's status on the latest build of ``branch`` (and ``dataset``)."""
+        async with self._sessionmaker() as session:
+            jobs = await JobStore(session).latest_build(dataset=dataset, branch=branch)
+            specs = await DefinitionStore(session).active_specs()
+            matrix = {r.id: r for r in await RequirementStore(session).all()}
+        # Requirements named only in spec YAML (``requirements:``) count too.
+        for spec in specs:
+            for identifier in spec.requirements:
+                matrix.setdefault(identifier, Requirement(identifier))
+        verdicts = [v for job in jobs for v in job_verdicts(job, specs)]
+        statuses = [
+            requirement_status(requirement, specs_of(requirement, specs), verdicts)
+            for requirement in sorted(matrix.values(), key=lambda r: r.id)
+        ]
+        return BuildStatus(jobs, statuses)
+
+    async def import_requirements(self, text: str, *, source: str) -> UpsertCounts:
+        """Upsert a verification matrix (YAML or CSV).  Raises ``DefinitionError``."""
+        requirements = parse_requirements(text, source=source)
+        async with self._sessionmaker() as session, session.begin():
+            return await RequirementStore(session).upsert(requirements, datetime.now(UTC))
+
+    async def import_requirements_file(self, path: Path) -> UpsertCounts:
+        text = await anyio.Path(path).read_text(encoding="utf-8")
+        return await self.import_requirements(text, source=path.name)
