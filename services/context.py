@@ -16,6 +16,7 @@ from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
 from specwatch.store.series.influxdb import InfluxDBSeriesStore
 
+from .compare import CompareService
 from .definitions import DefinitionService
 from .delivery import OutboxDeliverer
 from .jobs import JobService
@@ -104,6 +105,9 @@ class ProcessContext:
 
     def metrics(self) -> MetricService:
         return MetricService(self.sessionmaker, self.series)
+
+    def compare(self) -> CompareService:
+        return CompareService(self.sessionmaker)
 
     def verification(self) -> VerificationService:
         return VerificationService(self.sessionmaker)

@@ -288,6 +288,49 @@ class JobStore:
         same = query.where(SQLJob.commit == latest.commit).limit(100)
         return [_stored(row, full=True) for row in await self._session.scalars(same)]
 
+    async def for_commit(self, commit: str, *, limit: int = 200) -> list[StoredJob]:
+        """Full jobs of a commit (any branch), newest first."""
+        query = select(SQLJob).where(SQLJob.commit == commit).order_by(SQLJob.time.desc())
+        return [_stored(row, full=True) for row in await self._session.scalars(query.limit(limit))]
+
+    async def latest_pr_build(self, pr: int, *, limit: int = 200) -> list[StoredJob]:
+        """Full jobs of a pull request's newest build (its newest job's commit)."""
+        query = select(SQLJob).where(SQLJob.pr == pr).order_by(SQLJob.time.desc())
+        latest = await self._session.scalar(query.limit(1))
+        if latest is None:
+            return []
+        if latest.commit is None:
+            return [_stored(latest, full=True)]
+        same = query.where(SQLJob.commit == latest.commit).limit(limit)
+        return [_stored(row, full=True) for row in await self._session.scalars(same)]
+
+    async def first_time(self, *, pr: int, dataset: str | None) -> datetime | None:
+        """When a pull request's first job (of a dataset) ran."""
+        query = select(SQLJob.time).where(SQLJob.pr == pr, SQLJob.dataset == dataset)
+        return await self._session.scalar(query.order_by(SQLJob.time).limit(1))
+
+    async def branch_history(
+        self,
+        *,
+        branch: str,
+        dataset: str | None,
+        filter: str | None,
+        until: datetime,
+        limit: int,
+        commit: str | None = None,
+    ) -> list[StoredJob]:
+        """Full jobs of a branch and dataset (and filter) at or before ``until``, newest first;
+        with ``commit``, the newest job of that commit only."""
+        query = select(SQLJob).where(
+            SQLJob.branch == branch, SQLJob.dataset == dataset, SQLJob.time <= until
+        )
+        if filter is not None:
+            query = query.where(SQLJob.filter == filter)
+        if commit is not None:
+            query = query.where(SQLJob.commit == commit)
+        query = query.order_by(SQLJob.time.desc()).limit(limit)
+        return [_stored(row, full=True) for row in await self._session.scalars(query)]
+
     async def blobs(self, job_id: int) -> list[Blob]:
         rows = await self._session.scalars(
             select(SQLBlob).where(SQLBlob.job_id == job_id).order_by(SQLBlob.id)

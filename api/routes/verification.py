@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso, job_summary, number
+from specwatch.metrics.model import Level
 from specwatch.metrics.verification import Verdict, highest_level
 from specwatch.services.tokens import Principal
 
@@ -91,6 +92,62 @@ async def get_requirements(
                     "specs": list(s.specs),
                 }
                 for s in status.requirements
+            ],
+        }
+    )
+
+
+@router.get(
+    "/compare",
+    summary="Compare a build (job, commit or pr:N) with its baseline, worst first",
+    dependencies=[Depends(read_access)],
+)
+async def get_compare(
+    request: Request,
+    context: Context,
+    head: Annotated[str, Query(description="job id, commit, or pr:N (its latest build)")],
+    base: Annotated[str, Query(description="job id, commit, or auto")] = "auto",
+    branch: Annotated[str, Query(description="target branch of base=auto")] = "main",
+    n: Annotated[int, Query(ge=1, le=100, description="baseline builds (base=auto)")] = 10,
+) -> FastJSONResponse:
+    result = await context.compare().compare(head, base, branch=branch, n=n)
+    root = base_url(request, context)
+
+    def level(value: Level | None) -> str | None:
+        return value.value if value else None
+
+    return FastJSONResponse(
+        {
+            "head": {"ref": head, "jobs": [job_summary(j, root) for j in result.head_jobs]},
+            "base": {
+                "ref": base,
+                "branch": branch,
+                "how": result.baseline,
+                "jobs": [job_summary(j, root) for j in result.base_jobs],
+            },
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "dataset": m.dataset,
+                    "filter": m.filter,
+                    "verdict": m.comparison.outcome.value,
+                    "base_mean": m.comparison.base_mean,
+                    "base_std": m.comparison.base_std,
+                    "base_n": m.comparison.base_n,
+                    "head_value": number(m.comparison.head_value),
+                    "delta": m.comparison.delta,
+                    "delta_pct": m.comparison.delta_pct,
+                    "delta_sigma": m.comparison.delta_sigma,
+                    "unit": m.unit,
+                    "head_job": m.head_job,
+                    "level": {
+                        "base": level(m.base_level),
+                        "head": level(m.head_level),
+                        "crossed": m.base_level != m.head_level,
+                    },
+                    "specs": [verdict_view(v) for v in m.specs],
+                }
+                for m in result.metrics
             ],
         }
     )
