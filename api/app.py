@@ -18,7 +18,7 @@ from specwatch.services.context import ProcessContext
 from .deps import Context
 from .errors import install_error_handlers
 from .responses import FastJSONResponse
-from .routes import definitions, jobs, metrics, verification
+from .routes import definitions, jobs, metrics, regressions, verification
 
 log = structlog.get_logger("specwatch.api")
 
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
-    for router in (jobs.router, metrics.router, definitions.router, verification.router):
-        app.include_router(router)
+    routers = (jobs, metrics, definitions, verification, regressions)
+    for module in routers:
+        app.include_router(module.router)
     return app

@@ -165,6 +165,9 @@ def _build_metric(package: str, name: str, body: Mapping[str, Any], where: str) 
     reference = body.get("reference") or {}
     if not isinstance(reference, Mapping):
         raise DefinitionError(f"{where}: reference is not a mapping")
+    floor = body.get("regression_floor") or {}
+    if not isinstance(floor, Mapping):
+        raise DefinitionError(f"{where}: regression_floor is not a mapping (abs, pct)")
     direction = str(body.get("direction", Direction.LOWER.value)).lower()
     if direction not in tuple(Direction):
         raise DefinitionError(f"{where}: direction {direction!r} is not lower, higher or none")
@@ -180,7 +183,17 @@ def _build_metric(package: str, name: str, body: Mapping[str, Any], where: str) 
             page=reference.get("page") or None,
         ),
         direction=Direction(direction),
+        floor_abs=_floor(floor, "abs", where),
+        floor_pct=_floor(floor, "pct", where),
     )
+
+
+def _floor(floor: Mapping[str, Any], key: str, where: str) -> float:
+    """``regression_floor: {abs: …, pct: …}``: smaller changes are not regressions."""
+    value = floor.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise DefinitionError(f"{where}: regression_floor.{key} {value!r} is not a number ≥ 0")
+    return float(value)
 
 
 @dataclass(slots=True)

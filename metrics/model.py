@@ -80,6 +80,8 @@ class Metric:
     tags: tuple[str, ...] = ()
     reference: Reference = field(default_factory=Reference)
     direction: Direction = Direction.LOWER
+    floor_abs: float = 0.0  # changes smaller than this (in ``unit``) are not regressions
+    floor_pct: float = 0.0  # … nor those smaller than this percentage of the level
 
     @property
     def full_name(self) -> str:

@@ -21,6 +21,7 @@ from .definitions import DefinitionService
 from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
+from .regressions import DetectionScheduler, RegressionService, keys_of_points
 from .tokens import TokenCache, TokenService
 from .verification import VerificationService
 
@@ -37,6 +38,7 @@ class ProcessContext:
     http: httpx.AsyncClient
     series: TimeSeriesStore
     deliverer: OutboxDeliverer
+    detection: DetectionScheduler | None = None
     metric_cache: dict[str, Metric] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=TokenCache)
 
@@ -72,21 +74,33 @@ class ProcessContext:
                 log.warning("InfluxDB not reachable at start", error=str(error))
         else:
             series = EmbeddedSeriesStore(sessionmaker)
+        detection = None
+        if background and settings.detect_on_ingest:
+            detection = DetectionScheduler(
+                RegressionService(sessionmaker, series), debounce_s=settings.detect_debounce_s
+            )
         deliverer = OutboxDeliverer(
             sessionmaker,
             series,
             retry_initial_s=settings.outbox_retry_initial_s,
             retry_max_s=settings.outbox_retry_max_s,
             batch_jobs=settings.outbox_batch_jobs,
+            on_delivered=(lambda points: detection.touch(keys_of_points(points)))
+            if detection
+            else None,
         )
-        context = cls(settings, engine, sessionmaker, http, series, deliverer)
+        context = cls(settings, engine, sessionmaker, http, series, deliverer, detection)
         if background:
             deliverer.start()
+            if detection:
+                detection.start()
         return context
 
     async def close(self) -> None:
         """Close in reverse order of opening."""
         await self.deliverer.stop()
+        if self.detection is not None:
+            await self.detection.stop()
         await self.series.close()
         await self.http.aclose()
         await self.engine.dispose()
@@ -105,6 +119,9 @@ class ProcessContext:
 
     def metrics(self) -> MetricService:
         return MetricService(self.sessionmaker, self.series)
+
+    def regressions(self) -> RegressionService:
+        return RegressionService(self.sessionmaker, self.series)
 
     def compare(self) -> CompareService:
         return CompareService(self.sessionmaker)

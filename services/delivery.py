@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -87,12 +88,14 @@ class OutboxDeliverer:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 60.0,
         batch_jobs: int = 200,
+        on_delivered: Callable[[list[SeriesPoint]], None] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._series = series
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._batch_jobs = batch_jobs
+        self._on_delivered = on_delivered
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -233,6 +236,8 @@ class OutboxDeliverer:
                 log.warning("outbox defer failed", error=str(db_error))
             return False
         self._failures = 0
+        if self._on_delivered is not None:
+            self._on_delivered(points)
         for waiter in release or ():
             if not waiter.done():
                 waiter.set_result(True)

@@ -21,7 +21,7 @@ from specwatch.exceptions import (
 )
 from specwatch.store.tokens import TokenRecord, TokenStore
 
-SCOPES = ("write:jobs", "write:definitions", "read")
+SCOPES = ("write:jobs", "write:definitions", "triage", "read")
 _TOKEN = re.compile(r"^sw_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     outbox_retry_initial_s: float = Field(0.5, description="First back-off of outbox delivery.")
     outbox_retry_max_s: float = Field(60.0, description="Longest back-off of outbox delivery.")
     outbox_batch_jobs: int = Field(200, description="Most jobs delivered in one series write.")
+    detect_on_ingest: bool = Field(
+        True, description="Look for changes in the series that receive points (background)."
+    )
+    detect_debounce_s: float = Field(
+        5.0, description="Seconds a touched series waits, so a burst costs one detection."
+    )
     database_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
     log_format: Literal["console", "json"] = Field("console", description="Log renderer.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")

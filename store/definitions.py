@@ -36,6 +36,8 @@ def _to_metric(row: SQLMetric) -> Metric:
         tags=tuple(row.tags or ()),
         reference=Reference(reference.get("doc"), reference.get("url"), reference.get("page")),
         direction=Direction(row.direction),
+        floor_abs=row.floor_abs,
+        floor_pct=row.floor_pct,
     )
 
 
@@ -119,6 +121,8 @@ class DefinitionStore:
                     tags=list(metric.tags),
                     reference=metric.reference.as_dict(),
                     direction=metric.direction.value,
+                    floor_abs=metric.floor_abs,
+                    floor_pct=metric.floor_pct,
                     created_at=now,
                     updated_at=now,
                 )
@@ -137,6 +141,8 @@ class DefinitionStore:
                 tags=metric.tags,
                 reference=metric.reference,
                 direction=metric.direction,
+                floor_abs=metric.floor_abs,
+                floor_pct=metric.floor_pct,
             ):
                 unchanged += 1
                 continue
@@ -144,6 +150,7 @@ class DefinitionStore:
             row.tags = list(metric.tags)
             row.reference = metric.reference.as_dict()
             row.direction = metric.direction.value
+            row.floor_abs, row.floor_pct = metric.floor_abs, metric.floor_pct
             row.updated_at = now
             updated += 1
         await self._session.flush()

@@ -74,6 +74,8 @@ class SQLMetric(Base):
     tags: Mapped[list[str]] = mapped_column(Json, default=list)
     reference: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     direction: Mapped[str] = mapped_column(String(16), default="lower")
+    floor_abs: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    floor_pct: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -113,6 +115,56 @@ class SQLRequirement(Base):
     spec_patterns: Mapped[list[str]] = mapped_column(Json, default=list)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class SQLChange(Base):
+    """A change point found in a series (metric × dataset × filter × instrument × branch)."""
+
+    __tablename__ = "change"
+    __table_args__ = (
+        UniqueConstraint(
+            "metric", "dataset", "filter", "instrument", "branch", "job_id", name="uq_change_key"
+        ),
+        Index("ix_change_time", "time"),
+        Index("ix_change_metric_time", "metric", "time"),
+        Index("ix_change_series", "metric", "dataset", "filter", "instrument", "branch"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(400))
+    # Series tags: '' when unset, as in the series store.
+    dataset: Mapped[str] = mapped_column(String(256), default="")
+    filter: Mapped[str] = mapped_column(String(256), default="")
+    instrument: Mapped[str] = mapped_column(String(256), default="")
+    branch: Mapped[str] = mapped_column(String(256), default="")
+    job_id: Mapped[int] = mapped_column(BigInteger)  # first build after the change
+    previous_job_id: Mapped[int | None] = mapped_column(BigInteger)  # last build before it
+    time: Mapped[datetime]
+    commit_before: Mapped[str | None] = mapped_column(String(64))
+    commit_after: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[float] = mapped_column(Float)
+    after: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    delta_pct: Mapped[float | None] = mapped_column(Float)
+    delta_sigma: Mapped[float] = mapped_column(Float)
+    sigma: Mapped[float] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))  # worse | better | changed
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | accepted
+    note: Mapped[str] = mapped_column(Text, default="")
+    detected_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SQLExclusion(Base):
+    """A job whose points are bad data: left out of detection."""
+
+    __tablename__ = "exclusion"
+
+    job_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
 
 
 class SQLDefinitionDigest(Base):

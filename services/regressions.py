@@ -1,0 +1,245 @@
+"""Use cases of regression detection: find changes in series, triage them, exclude bad data.
+
+A series is a metric's values on one branch of one dataset, filter and instrument, read from
+the time-series store.  Detection looks at the last ``WINDOW`` builds of a series (bounded
+work); changes older than that window stay as they were found.  It runs in the background
+after points are delivered (a debounced set of touched series), on demand for a job's series
+when it is excluded or included again, and over everything with ``specwatch detect --all``.
+Pull-request builds are not series: they are compared with ``/compare``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import anyio
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from specwatch.exceptions import NotFoundError
+from specwatch.metrics.changepoint import detect_changes
+from specwatch.metrics.model import split_metric_name
+from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore, SeriesKey
+from specwatch.store.definitions import DefinitionStore
+from specwatch.store.jobs import JobStore, StoredJob
+from specwatch.store.models import SQLJob
+from specwatch.store.series.base import SeriesPoint, SeriesQuery, TimeSeriesStore
+
+log = structlog.get_logger("specwatch.regressions")
+
+WINDOW = 500  # builds a detection looks at
+MIN_BUILDS = 8  # a shorter series says nothing yet
+
+
+def keys_of_job(job: StoredJob) -> list[SeriesKey]:
+    """The series a job adds a point to (none for pull-request builds)."""
+    context = job.context
+    if context.pr is not None or not context.branch:
+        return []
+    return [
+        SeriesKey(
+            m.metric,
+            context.dataset or "",
+            context.filter or "",
+            context.instrument or "",
+            context.branch,
+        )
+        for m in job.measurements
+    ]
+
+
+def keys_of_points(points: Iterable[SeriesPoint]) -> set[SeriesKey]:
+    keys = set()
+    for point in points:
+        tags = point.tags
+        if tags.get("pr") or not tags.get("branch"):
+            continue
+        for metric in point.values:
+            keys.add(
+                SeriesKey(
+                    f"{point.package}.{metric}",
+                    tags.get("dataset", ""),
+                    tags.get("filter", ""),
+                    tags.get("instrument", ""),
+                    tags["branch"],
+                )
+            )
+    return keys
+
+
+def _time(time_ns: int) -> datetime:
+    return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC).replace(
+        microsecond=(time_ns // 1000) % 1_000_000
+    )
+
+
+class RegressionService:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], series: TimeSeriesStore
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._series = series
+
+    async def detect(self, key: SeriesKey) -> list[ChangeRecord]:
+        """Detect the changes of one series (its last ``WINDOW`` builds) and store them."""
+        package, name = split_metric_name(key.metric)
+        tags = {
+            "dataset": key.dataset,
+            "filter": key.filter,
+            "instrument": key.instrument,
+            "branch": key.branch,
+        }
+        series = await self._series.query(SeriesQuery(package, name, tags, limit=WINDOW))
+        async with self._sessionmaker() as session:
+            metric = await DefinitionStore(session).get_metric(key.metric)
+            excluded = await ChangeStore(session).excluded(series.job_id)
+        if metric is None or len(series) == 0:
+            return []
+        keep = [i for i, job_id in enumerate(series.job_id) if job_id not in excluded]
+        values = [series.value[i] for i in keep]
+        found: list[ChangeRecord] = []
+        if len(values) >= MIN_BUILDS:
+            changes = await anyio.to_thread.run_sync(
+                lambda: detect_changes(
+                    values,
+                    direction=metric.direction,
+                    min_abs=metric.floor_abs,
+                    min_pct=metric.floor_pct,
+                )
+            )
+            for change in changes:
+                after, before = keep[change.index], keep[change.index - 1]
+                found.append(
+                    ChangeRecord(
+                        key=key,
+                        job_id=series.job_id[after],
+                        previous_job_id=series.job_id[before],
+                        time=_time(series.time_ns[after]),
+                        commit_before=series.commit[before],
+                        commit_after=series.commit[after],
+                        before=change.before,
+                        after=change.after,
+                        delta=change.delta,
+                        delta_pct=change.delta_pct,
+                        delta_sigma=change.delta_sigma,
+                        sigma=change.sigma,
+                        verdict=change.verdict,
+                    )
+                )
+        since = _time(series.time_ns[0])
+        async with self._sessionmaker() as session, session.begin():
+            await ChangeStore(session).replace_series(
+                key, found, since=since, now=datetime.now(UTC)
+            )
+        return found
+
+    async def detect_many(self, keys: Iterable[SeriesKey]) -> int:
+        """Detect over several series; returns how many changes they hold now."""
+        total = 0
+        for key in sorted(set(keys), key=lambda k: (k.metric, k.dataset, k.filter, k.branch)):
+            total += len(await self.detect(key))
+        return total
+
+    async def all_keys(self, *, min_builds: int = MIN_BUILDS) -> list[SeriesKey]:
+        """Every series with enough builds: branch × dataset × filter × instrument combinations
+        of the jobs (pull requests left out), times the metrics of their latest job."""
+        async with self._sessionmaker() as session:
+            groups = (
+                await session.execute(
+                    select(
+                        SQLJob.branch,
+                        SQLJob.dataset,
+                        SQLJob.filter,
+                        SQLJob.instrument,
+                        func.max(SQLJob.id),
+                    )
+                    .where(SQLJob.pr.is_(None), SQLJob.branch.is_not(None))
+                    .group_by(SQLJob.branch, SQLJob.dataset, SQLJob.filter, SQLJob.instrument)
+                    .having(func.count() >= min_builds)
+                )
+            ).all()
+            latest = await JobStore(session).get_many([row[4] for row in groups])
+        return [key for job in latest for key in keys_of_job(job)]
+
+    async def changes(
+        self, where: ChangeFilter, *, before_id: int | None, limit: int
+    ) -> list[ChangeRecord]:
+        async with self._sessionmaker() as session:
+            return await ChangeStore(session).search(where, before_id=before_id, limit=limit)
+
+    async def set_status(self, change_id: int, status: str, note: str) -> ChangeRecord:
+        """Accept a change as expected (or reopen it).  Raises ``NotFoundError``."""
+        async with self._sessionmaker() as session, session.begin():
+            store = ChangeStore(session)
+            if not await store.set_status(change_id, status, note, datetime.now(UTC)):
+                raise NotFoundError(f"no change {change_id}", location=["path", "change_id"])
+            record = await store.get(change_id)
+        assert record is not None
+        return record
+
+    async def exclude(self, job_id: int, reason: str, *, excluded: bool = True) -> int:
+        """Mark a job's points as bad data (or good again) and re-detect its series.
+
+        Returns how many series were re-detected.  Raises ``NotFoundError``.
+        """
+        async with self._sessionmaker() as session, session.begin():
+            job = await JobStore(session).get(job_id)
+            if job is None:
+                raise NotFoundError(f"no job {job_id}", location=["path", "job_id"])
+            store = ChangeStore(session)
+            if excluded:
+                await store.exclude(job_id, reason, datetime.now(UTC))
+            else:
+                await store.include(job_id)
+        keys = keys_of_job(job)
+        await self.detect_many(keys)
+        return len(keys)
+
+
+class DetectionScheduler:
+    """Background detection of the series that received points, debounced and deduplicated,
+    so a burst of ingests costs one detection per series per ``debounce_s``."""
+
+    def __init__(self, service: RegressionService, *, debounce_s: float = 5.0) -> None:
+        self._service = service
+        self._debounce_s = debounce_s
+        self._touched: set[SeriesKey] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, keys: Iterable[SeriesKey]) -> None:
+        self._touched.update(keys)
+        if self._touched:
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="specwatch-detection")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def flush(self) -> int:
+        """Detect every touched series now (tests, shutdown); returns how many."""
+        keys, self._touched = self._touched, set()
+        self._wake.clear()
+        for key in keys:
+            try:
+                await self._service.detect(key)
+            except Exception as error:  # one bad series must not stop the others
+                log.warning("detection failed", metric=key.metric, error=str(error))
+        return len(keys)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._debounce_s)
+            await self.flush()

@@ -1,0 +1,136 @@
+"""Regression detection on stored histories: changes found, triaged, and bad data excluded."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from specwatch.services.context import ProcessContext
+
+DEFINITIONS = {
+    "metrics/reg.yaml": (
+        "PA1:\n  unit: mmag\n"
+        "AM1:\n  unit: marcsec\n"
+        "TE1:\n  unit: ''\n  regression_floor: {pct: 50}\n"
+        "COMP:\n  unit: '%'\n  direction: higher\n"
+    )
+}
+N = 40
+
+
+def history() -> list[dict[str, float]]:
+    """PA1 steps up (worse) at build 20; AM1 has bad data from build 30; TE1 a small step
+    under its floor at 10; COMP steps up (better) at 25."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for n in range(N):
+        rows.append(
+            {
+                "reg.PA1": 5.0 + (1.0 if n >= 20 else 0.0) + rng.normal(0, 0.05),
+                "reg.AM1": 10.0 + (3.0 if n >= 30 else 0.0) + rng.normal(0, 0.1),
+                "reg.TE1": 1.0 + (0.2 if n >= 10 else 0.0) + rng.normal(0, 0.01),
+                "reg.COMP": 90.0 + (5.0 if n >= 25 else 0.0) + rng.normal(0, 0.2),
+            }
+        )
+    return rows
+
+
+def body(n: int, values: dict[str, float], **meta: object) -> bytes:
+    return json.dumps(
+        {
+            "measurements": [{"metric": k, "value": v, "unit": ""} for k, v in values.items()],
+            "meta": {
+                "dataset": "D",
+                "filter": "r",
+                "branch": "main",
+                "commit": f"{n:040x}",
+                "time": f"2026-08-01T{n // 60:02d}:{n % 60:02d}:00Z",
+                **meta,
+            },
+        }
+    ).encode()
+
+
+@pytest.fixture
+async def triage(app: FastAPI) -> dict[str, str]:
+    context: ProcessContext = app.state.context
+    token, _ = await context.tokens().create(scopes=["triage"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_changes_are_found_triaged_and_excluded(
+    app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str], triage: dict[str, str]
+) -> None:
+    context: ProcessContext = app.state.context
+    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
+    ids = []
+    for n, values in enumerate(history()):
+        response = await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+        ids.append(response.json()["id"])
+    # A pull request's build is no point of the main series.
+    await client.post(
+        "/api/v1/jobs", headers=auth, content=body(99, {"reg.PA1": 50.0}, branch="tickets/X", pr=3)
+    )
+    assert context.detection is not None
+    assert await context.detection.flush() == 4  # the four main series were touched
+
+    worse = (await client.get("/api/v1/regressions")).json()["changes"]
+    assert [(c["metric"], c["job_id"]) for c in worse] == [
+        ("reg.AM1", ids[30]),
+        ("reg.PA1", ids[20]),
+    ]
+    pa1 = worse[1]
+    assert pa1["verdict"] == "worse"
+    assert pa1["previous_job_id"] == ids[19]
+    assert pa1["commits"] == {"before": f"{19:040x}", "after": f"{20:040x}"}
+    assert pa1["delta"] == pytest.approx(1.0, abs=0.1)
+    assert pa1["delta_sigma"] > 8
+    assert pa1["dataset"] == "D"
+    assert pa1["branch"] == "main"
+    better = (await client.get("/api/v1/regressions", params={"verdict": "better"})).json()
+    assert [(c["metric"], c["job_id"]) for c in better["changes"]] == [("reg.COMP", ids[25])]
+    te1 = (await client.get("/api/v1/metrics/reg.TE1/changes")).json()["changes"]
+    assert te1 == []  # 20 % is under the metric's floor of 50 %
+    assert (await client.get("/api/v1/metrics/nope.X/changes")).status_code == 404
+
+    # Accepted: remembered, and not reported as an open regression, even after re-detection.
+    accepted = await client.post(
+        f"/api/v1/changes/{pa1['id']}/accept",
+        headers=triage,
+        json={"note": "new PSF model; expected"},
+    )
+    assert accepted.json()["status"] == "accepted"
+    await context.regressions().detect_many(await context.regressions().all_keys())
+    open_now = (await client.get("/api/v1/regressions")).json()["changes"]
+    assert [c["metric"] for c in open_now] == ["reg.AM1"]
+    kept = (await client.get("/api/v1/regressions", params={"status": "accepted"})).json()
+    assert kept["changes"][0]["note"] == "new PSF model; expected"
+
+    # Bad data: excluding the jobs of the AM1 episode removes that change.
+    for job_id in ids[30:]:
+        excluded = await client.put(
+            f"/api/v1/jobs/{job_id}/exclusion",
+            headers=triage,
+            json={"reason": "broken calibration"},
+        )
+        assert excluded.json()["series_redetected"] == 4
+    assert (await client.get("/api/v1/regressions")).json()["changes"] == []
+    await client.delete(f"/api/v1/jobs/{ids[-1]}/exclusion", headers=triage)
+    assert (await client.get("/api/v1/metrics/reg.PA1/changes")).json()["changes"][0][
+        "status"
+    ] == "accepted"
+
+
+async def test_triage_needs_its_scope(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    denied = await client.post("/api/v1/changes/1/accept", headers=auth)
+    assert denied.status_code == 403
+    assert (await client.put("/api/v1/jobs/1/exclusion")).status_code == 401
+
+
+async def test_unknown_change_and_job(client: httpx.AsyncClient, triage: dict[str, str]) -> None:
+    assert (await client.post("/api/v1/changes/77/accept", headers=triage)).status_code == 404
+    assert (await client.put("/api/v1/jobs/77/exclusion", headers=triage)).status_code == 404
