@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from specwatch.metrics.model import Blob, Measurement, Metric, Specification
 from specwatch.store.jobs import CONTEXT_FIELDS, StoredJob, encode_value
 
@@ -83,3 +85,11 @@ def spec_view(spec: Specification) -> dict[str, Any]:
         "tags": list(spec.tags),
         "description": spec.description,
     }
+
+
+def iso_times(times_ns: list[int]) -> list[str]:
+    """ISO 8601 UTC strings with microseconds ("2026-01-01T00:00:00.000042Z"), vectorised."""
+    if not times_ns:
+        return []
+    microseconds = np.array(times_ns, dtype="datetime64[ns]").astype("datetime64[us]")
+    return [f"{t}Z" for t in np.datetime_as_string(microseconds, unit="us").tolist()]

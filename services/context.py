@@ -22,6 +22,7 @@ from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
 from .regressions import DetectionScheduler, RegressionService, keys_of_points
+from .report import ReportService
 from .tokens import TokenCache, TokenService
 from .verification import VerificationService
 
@@ -122,6 +123,9 @@ class ProcessContext:
 
     def regressions(self) -> RegressionService:
         return RegressionService(self.sessionmaker, self.series)
+
+    def report(self) -> ReportService:
+        return ReportService(self.sessionmaker, self.series)
 
     def compare(self) -> CompareService:
         return CompareService(self.sessionmaker)

@@ -259,6 +259,34 @@ def requirements_import(settings: Settings, file: Path) -> None:
 
 
 @main.command()
+@click.option("--dataset", required=True, help="The dataset whose latest build is reported.")
+@click.option("--branch", default="main", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "html", "ipynb"]), default="md", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: standard output).",
+)
+@pass_settings
+@_one_line_errors
+def report(settings: Settings, dataset: str, branch: str, fmt: str, output: Path | None) -> None:
+    """The verification report of the latest build: requirements (VCD), every spec verdict,
+    changes since the previous report, and plots (html, ipynb: an executed notebook)."""
+    from specwatch.report import render
+
+    data = _with_context(settings, lambda c: c.report().build(dataset, branch=branch))
+    text = render(data, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"report written to {output}", err=True)
+
+
+@main.command()
 @click.option("--seed", default=20261125, show_default=True, type=int)
 @pass_settings
 @_one_line_errors

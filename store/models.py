@@ -167,6 +167,19 @@ class SQLExclusion(Base):
     created_at: Mapped[datetime]
 
 
+class SQLReportRun(Base):
+    """When a verification report was made, so the next one lists what changed since."""
+
+    __tablename__ = "report_run"
+    __table_args__ = (Index("ix_report_run_key", "dataset", "branch", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(256), default="")
+    branch: Mapped[str] = mapped_column(String(256), default="main")
+    build_time: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
 class SQLDefinitionDigest(Base):
     """Digests of definition sets already registered, so a job re-sending them costs nothing."""
 

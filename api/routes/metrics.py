@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query
 
 from specwatch.api.deps import Context, read_access
 from specwatch.api.responses import FastJSONResponse
-from specwatch.api.views import metric_view, spec_view
+from specwatch.api.views import iso_times, metric_view, spec_view
 from specwatch.services.metrics import MAX_SERIES_POINTS, SeriesFilter
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], dependencies=[Depends(read_access)])
@@ -74,11 +73,3 @@ async def get_series(
             "commit": series.commit,
         }
     )
-
-
-def iso_times(times_ns: list[int]) -> list[str]:
-    """ISO 8601 UTC strings with microseconds ("2026-01-01T00:00:00.000042Z"), vectorised."""
-    if not times_ns:
-        return []
-    microseconds = np.array(times_ns, dtype="datetime64[ns]").astype("datetime64[us]")
-    return [f"{t}Z" for t in np.datetime_as_string(microseconds, unit="us").tolist()]

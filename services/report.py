@@ -1,0 +1,107 @@
+"""Use case: gather the verification report of a dataset's latest build (data, no format)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from specwatch.metrics.model import Metric, Specification, split_metric_name
+from specwatch.metrics.requirements import RequirementStatus
+from specwatch.metrics.verification import Status, Verdict
+from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore
+from specwatch.store.definitions import DefinitionStore
+from specwatch.store.jobs import StoredJob
+from specwatch.store.models import SQLReportRun
+from specwatch.store.series.base import Series, SeriesQuery, TimeSeriesStore
+
+from .verification import VerificationService, job_verdicts
+
+MAX_PLOTS = 12
+PLOT_POINTS = 500
+
+
+@dataclass
+class Plot:
+    metric: Metric
+    series: Series
+    specs: list[Specification]
+    changes: list[ChangeRecord]
+
+
+@dataclass
+class ReportData:
+    dataset: str
+    branch: str
+    created_at: datetime
+    jobs: list[StoredJob]
+    requirements: list[RequirementStatus]
+    verdicts: list[Verdict]
+    previous_report: datetime | None
+    changes: list[ChangeRecord]
+    plots: list[Plot] = field(default_factory=list)
+
+
+class ReportService:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], series: TimeSeriesStore
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._series = series
+
+    async def build(self, dataset: str, *, branch: str = "main", record: bool = True) -> ReportData:
+        """The report of the latest build: requirements, verdicts, changes since the previous
+        report (of this dataset and branch), and plots of the metrics worth a look."""
+        status = await VerificationService(self._sessionmaker).requirements(
+            dataset=dataset, branch=branch
+        )
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session:
+            previous = await session.scalar(
+                select(SQLReportRun.build_time)
+                .where(SQLReportRun.dataset == dataset, SQLReportRun.branch == branch)
+                .order_by(SQLReportRun.created_at.desc())
+                .limit(1)
+            )
+            definitions = DefinitionStore(session)
+            names = sorted({m.metric for job in status.jobs for m in job.measurements})
+            specs = await definitions.specs_for_metrics(names)
+            metrics = await definitions.get_metrics(names)
+            changes = await ChangeStore(session).search(
+                ChangeFilter(dataset=dataset, branch=branch, since=previous),
+                before_id=None,
+                limit=500,
+            )
+        verdicts = [v for job in status.jobs for v in job_verdicts(job, specs)]
+        data = ReportData(
+            dataset, branch, now, status.jobs, status.requirements, verdicts, previous, changes
+        )
+        worth = [c.key.metric for c in changes if c.verdict == "worse"]
+        worth += [v.metric for v in verdicts if v.status is Status.FAIL]
+        worth += names
+        for name in list(dict.fromkeys(worth))[:MAX_PLOTS]:
+            package, short = split_metric_name(name)
+            series = await self._series.query(
+                SeriesQuery(
+                    package, short, {"dataset": dataset, "branch": branch}, limit=PLOT_POINTS
+                )
+            )
+            data.plots.append(
+                Plot(
+                    metrics[name],
+                    series,
+                    [s for s in specs if s.metric_full_name == name],
+                    [c for c in changes if c.key.metric == name],
+                )
+            )
+        if record:
+            build_time = max((job.time for job in status.jobs), default=None)
+            async with self._sessionmaker() as session, session.begin():
+                session.add(
+                    SQLReportRun(
+                        dataset=dataset, branch=branch, build_time=build_time, created_at=now
+                    )
+                )
+        return data
