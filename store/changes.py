@@ -81,7 +81,7 @@ class ChangeStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    def _series(self, key: SeriesKey) -> Select[tuple[SQLChange]]:
+    def _series(self, key: SeriesKey) -> Select[SQLChange]:
         return select(SQLChange).where(
             *(getattr(SQLChange, c) == getattr(key, c) for c in _KEY_COLUMNS)
         )
@@ -103,8 +103,8 @@ class ChangeStore:
             if job_id not in found_ids and row.status == "open":
                 await self._session.delete(row)
         for change in found:
-            row = existing.get(change.job_id)
-            if row is None:
+            known = existing.get(change.job_id)
+            if known is None:
                 row = SQLChange(
                     metric=key.metric,
                     dataset=key.dataset,
@@ -117,6 +117,8 @@ class ChangeStore:
                     detected_at=now,
                 )
                 self._session.add(row)
+            else:
+                row = known
             row.previous_job_id, row.time = change.previous_job_id, change.time
             row.commit_before, row.commit_after = change.commit_before, change.commit_after
             row.before, row.after, row.delta = change.before, change.after, change.delta
