@@ -164,3 +164,28 @@ def test_serve_answers_until_stopped(env: dict[str, str]) -> None:
         output = server.communicate(timeout=30)[0].decode()
     assert server.returncode == 0, output
     assert f"http://127.0.0.1:{port}/api/v1/metrics" in output
+
+
+def test_requirements_import_and_report(env: dict[str, str], tmp_path: Path) -> None:
+    run(env, "db", "upgrade")
+    matrix = tmp_path / "matrix.csv"
+    matrix.write_text("id,title,method,specs\nDMS-REQ-0029,Photometry,Test,validate_drp.PA1.*\n")
+    imported = run(env, "requirements", "import", str(matrix))
+    assert imported.output.strip() == "requirements: 1 added, 0 updated, 0 unchanged"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,title,method,specs\nDMS-REQ-1,x,Guess,\n")
+    refused = run(env, "requirements", "import", str(bad))
+    assert refused.exit_code == 2
+    assert "method 'Guess' is not one of" in refused.output
+    report = run(env, "report", "--dataset", "HSC-RC2")
+    assert report.exit_code == 0, report.output
+    assert "No build of this dataset and branch yet." in report.output
+    assert "| DMS-REQ-0029 | Photometry | Test | — |" in report.output
+    output = tmp_path / "report.html"
+    assert (
+        run(
+            env, "report", "--dataset", "HSC-RC2", "--format", "html", "--output", str(output)
+        ).exit_code
+        == 0
+    )
+    assert output.read_text().startswith("<!doctype html>")
