@@ -258,6 +258,45 @@ def requirements_import(settings: Settings, file: Path) -> None:
     )
 
 
+@main.command("detect")
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help='Read {"values": [...]} from stdin, print {"change_points": [...]}.',
+)
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Re-detect the changes of every stored series (last 500 builds of each).",
+)
+@click.pass_context
+def detect(ctx: click.Context, from_stdin: bool, everything: bool) -> None:
+    """Find persistent level shifts (regressions, improvements) in metric histories."""
+    if from_stdin == everything:
+        click.echo("specwatch: error: give exactly one of --stdin and --all", err=True)
+        sys.exit(2)
+    if from_stdin:
+        from specwatch import detect_cli
+
+        ctx.invoke(detect_cli.detect, from_stdin=True)
+        return
+    settings: Settings = ctx.obj
+
+    async def run(context: Any) -> tuple[int, int]:
+        regressions = context.regressions()
+        keys = await regressions.all_keys()
+        return len(keys), await regressions.detect_many(keys)
+
+    try:
+        series, changes = _with_context(settings, run)
+    except SpecwatchError as error:
+        click.echo(f"specwatch: error: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"detect: {series} series, {changes} change points")
+
+
 @main.command()
 @click.option("--dataset", required=True, help="The dataset whose latest build is reported.")
 @click.option("--branch", default="main", show_default=True)

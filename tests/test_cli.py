@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -122,6 +123,12 @@ def test_demo_is_idempotent(env: dict[str, str]) -> None:
     assert created >= 600
     second = run(env, "demo")
     assert f"0 jobs created, {created} already there" in second.output
+    # Every main series of both datasets; the demo's injected steps come out as changes.
+    detected = run(env, "detect", "--all")
+    assert detected.exit_code == 0, detected.output
+    series, changes = (int(word) for word in detected.output.split() if word.isdigit())
+    assert series == 56  # 28 metrics x 2 datasets
+    assert 6 <= changes <= 16
 
 
 def test_help_on_every_command(env: dict[str, str]) -> None:
@@ -189,3 +196,15 @@ def test_requirements_import_and_report(env: dict[str, str], tmp_path: Path) -> 
         == 0
     )
     assert output.read_text().startswith("<!doctype html>")
+
+
+def test_detect_stdin_contract(env: dict[str, str]) -> None:
+    values = [10.0] * 15 + [None] + [13.0] * 15
+    result = CliRunner().invoke(
+        main, ["detect", "--stdin"], env=env, input=json.dumps({"values": values})
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"change_points": [16]}
+    bad = CliRunner().invoke(main, ["detect", "--stdin"], env=env, input="[1, 2]")
+    assert bad.exit_code == 2
+    assert run(env, "detect").exit_code == 2
