@@ -2,10 +2,11 @@
 
 A history is one metric on one branch: a level (any positive unit), per-build noise of standard
 deviation ``sigma`` (Gaussian, Student t with 5 degrees of freedom, or AR(1) with φ in
-[0.1, 0.3]), isolated outliers of 5–20 σ (at least 3 builds apart; one in ten comes as a pair), missing builds (single
-ones and runs of 3–15), optional slow drifts (a linear trend, a ramp over 100–300 builds, or a
-slow wander) and steps of 1–5 σ at least ``MIN_GAP`` builds apart. Each history carries its true
-change points, so it can be written in the cpd tool's "hidden" format.
+[0.1, 0.3]), isolated outliers of 5–20 σ (at least 3 builds apart; one in ten comes as a pair),
+missing builds (single ones and runs of 3–15), optional slow drifts (a linear trend, a ramp over
+100–300 builds, or a slow wander; 1–3 σ in all) and steps of 1–5 σ at least ``MIN_GAP`` builds
+apart. Each history carries its true change points, so it can be written in the cpd tool's
+"hidden" format.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _noise(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
 def _drift(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
     """A slow, smooth level change in noise units (at most ~0.03 σ per build)."""
     t = np.arange(n, dtype=float)
-    size = rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0])
+    size = float(rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0]))
     if kind == "linear":
         return size * t / n
     if kind == "ramp":
@@ -133,14 +134,14 @@ def make_history(
     if outliers:
         spikes = np.flatnonzero(rng.random(n) < rng.uniform(0.0, 0.02))
         spikes = spikes[np.diff(spikes, prepend=-4) > 3]  # isolated
-        for p in spikes:
+        for spike in spikes:
             size = rng.uniform(5, 20) * (1.0 if rng.random() < 0.8 else -1.0)
             width = 2 if rng.random() < 0.1 else 1
-            signal[p : p + width] += size
+            signal[spike : spike + width] += size
     values: list[float | None] = [level + sigma * float(v) for v in signal]
     if gaps:
-        for p in np.flatnonzero(rng.random(n) < rng.uniform(0.0, 0.05)):
-            values[p] = None
+        for missing in np.flatnonzero(rng.random(n) < rng.uniform(0.0, 0.05)):
+            values[missing] = None
         for _ in range(int(rng.integers(0, 3))):
             start, length = int(rng.integers(0, n)), int(rng.integers(3, 16))
             values[start : start + length] = [None] * len(values[start : start + length])

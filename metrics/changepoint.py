@@ -1,35 +1,41 @@
 """Change points: persistent shifts in the level of one metric's history. Pure (numpy only).
 
 A history is one metric's values over the builds of one branch and dataset, oldest first;
-``None`` or NaN is a build without a value. An index is the 0-based position, missing builds
-counted, of the first build after a change.
+``None``, NaN or ±inf is a build without a value. An index is the 0-based position, missing
+builds counted, of the first build with a value after a change.
 
-Algorithm:
+Algorithm (parameters in ``Tuning``; tests are in noise units):
 
-1. Noise. σ is a robust scale of first differences (MAD / √2, blind to steps and outliers);
-   comparing it with the scale of lag-2 differences gives the lag-1 autocorrelation φ, and
-   tests use the long-run deviation σ·√((1+φ)/(1−φ)).
-2. Outliers. Each value is clipped to ±``outlier_sigma`` σ around the median of the five
-   builds centred on it, so a lone spike (or a pair) cannot look like a level.
-3. Candidates. A moving-sum (MOSUM) statistic, the t-like difference of the means of up to G
-   builds before and after each position, for G in ``scales``; the peak of each excursion
-   above ``candidate_threshold`` is a candidate. Near the end the window after shrinks to what
-   exists, so a step is seen after a few builds (the online case).
-4. Pruning. Each candidate is tested against its neighbours' segments, at most ``window``
-   builds each side: the two-sample t must reach ``threshold``, and the jump over a common
-   local linear trend must reach ``drift_threshold`` (a slow drift has no jump); a segment
-   shorter than ``confirm`` builds must lie wholly beyond the other level. The weakest failing
-   candidates go first, then the test is repeated; survivors are re-located and tested again.
-5. The floor: a change smaller than ``min_abs`` (metric units) or ``min_pct`` (% of the level
-   before) is removed like a failing one.
+1. Noise: σ = MAD of first differences / √2 (blind to steps and spikes); the ratio of lag-2 to
+   lag-1 difference variance gives the autocorrelation φ; means are tested against the
+   long-run deviation σ·√((1+φ)/(1−φ)).
+2. Outliers: each value is clipped to ±``outlier_sigma`` σ around the median of the 5 builds
+   centred on it: a lone spike, or a pair, cannot make a level.
+3. Candidates: a multiscale MOSUM, the t of the means of up to G builds before and after each
+   position (G in ``scales``; near the end, what exists after); the peak of each excursion
+   above ``candidate_threshold``, one per ``min_inner`` builds.
+4. Pruning, on each candidate's neighbouring segments: the two-sample t (``window`` builds
+   each side at most) must reach ``threshold``; a new last segment shorter than ``confirm``
+   needs only ``tail_threshold`` but all its builds ``confirm_sigma`` σ beyond the old level
+   (so a step is reported 3–4 builds after it lands). Drift guard: the jump between lines
+   fitted on each side (``trend_window`` builds) must reach ``drift_threshold`` and the step
+   must fit better than any of ``ramps`` (a gradual change through the point). Both t are
+   divided by the fits' residual spread where it exceeds the noise, so a history that wanders
+   needs bigger shifts. The weakest failing candidates go first and the rest are tested again;
+   survivors move to their strongest split (±``refine``) and are tested once more.
+5. Floors: a change smaller than ``min_abs`` (metric units) or ``min_pct`` (% of the level
+   before) fails like a weak one (its neighbours then see one segment).
 
-Windows and incremental use: every decision about a change at i reads only builds within
-``window + max(scales)`` of i, apart from the noise estimate. So a caller may run the detector on
-the last N builds only (bounded work per new build), pass ``index_offset=len(history) - N``
-and ``noise=estimate_noise(history)`` (cached: it changes slowly), and gets the change points a
-full run finds, for changes at least ``settle_builds()`` after the window's start. Without
-``noise`` the window's own estimate is used: results differ only for changes within a few % of
-a threshold.
+Drifts: a linear drift of 2–8 σ over 1000 builds yields a change in 7–15 % of histories, a
+ramp of 2.5 σ over 100 builds in ~15 %, of 4 σ over 150 in ~3 %; a wave of ±1 σ over 300
+builds often does (bench/detect_quality.py and tests/test_changepoint.py measure these).
+
+Windows and incremental use: a decision about a change at i reads only builds within
+``settle_builds()`` of i, apart from the noise estimate. So a caller may run the detector on
+the last N builds (bounded work per new build), with ``index_offset=len(history) - N`` and
+``noise=estimate_noise(history)`` (cache it: it changes slowly), and gets the change points of
+a full run for every change at least ``settle_builds()`` after the window's start. Without
+``noise`` the window's own estimate is used, and only changes near a threshold can differ.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ Values = Sequence[float | None] | npt.NDArray[Any]
 _MAD_TO_SD = 1.482602218505602
 _MEAN_ABS_TO_SD = math.sqrt(math.pi / 2)
 MAX_PHI = 0.5
+# Ramps a step must out-fit: from 16 to 128 builds each side of the change, 64 in all or more.
+_RAMPS = tuple((a, b) for a in (16, 32, 64, 128) for b in (16, 32, 64, 128) if a + b >= 64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +66,9 @@ class Tuning:
     """Detector parameters (the defaults are the benchmarked ones)."""
 
     threshold: float = 5.0  # two-sample t of a change, in long-run noise units
-    drift_threshold: float = 3.0  # t of the jump over a common local linear trend
-    candidate_threshold: float = 3.5  # MOSUM screening
+    tail_threshold: float = 4.0  # the same for a new last segment shorter than ``confirm``
+    drift_threshold: float = 3.0  # t of the jump between local linear trends
+    candidate_threshold: float = 4.0  # MOSUM screening
     scales: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # MOSUM half-widths, builds
     window: int = 200  # builds each side that test and measure a change
     min_segment: int = 3  # builds in the first and last segment (the last may be new)
@@ -69,8 +78,10 @@ class Tuning:
     outlier_sigma: float = 3.0  # clip beyond this many σ from the local median
     max_phi: float = MAX_PHI  # cap on the lag-1 autocorrelation estimate
     refine: int = 64  # builds a survivor may move when re-located
+    trend_window: int = 120  # builds each side for the drift guard (0: ``window``)
     trend_min: int = 10  # builds a side needs for its own trend in the drift guard
-    residual_scale: bool = True  # tests use max(noise, spread around the local trends)
+    ramps: tuple[tuple[int, int], ...] = _RAMPS  # builds before/after c of gradual changes …
+    ramp_margin: float = 0.0  # … by this much (RSS, noise units²)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +121,31 @@ def _finite(values: Values) -> tuple[FloatArray, IntArray]:
     return arr[pos], pos
 
 
-def _mad_sd(v: FloatArray) -> float:
+def _mad_sd(v: FloatArray) -> tuple[float, float]:
+    """Median and robust standard deviation (MAD; the mean absolute deviation if that is 0)."""
     if v.size == 0:
-        return 0.0
-    dev = np.abs(v - np.median(v))
+        return 0.0, 0.0
+    med = float(np.median(v))
+    dev = np.abs(v - med)
     sd = _MAD_TO_SD * float(np.median(dev))
-    return sd if sd > 0 else _MEAN_ABS_TO_SD * float(dev.mean())
+    return med, sd if sd > 0 else _MEAN_ABS_TO_SD * float(dev.mean())
 
 
 def _noise_of(y: FloatArray, max_phi: float) -> Noise:
-    s1 = _mad_sd(np.diff(y)) / math.sqrt(2)
-    if s1 <= 0:
+    d1 = np.diff(y)
+    med1, sd1 = _mad_sd(d1)
+    if sd1 <= 0:
         return Noise(0.0, 0.0)
     phi = 0.0
     if y.size >= 30:
-        s2 = _mad_sd(y[2:] - y[:-2]) / math.sqrt(2)
-        phi = min(max((s2 / s1) ** 2 - 1.0, 0.0), max_phi)
-    sigma = s1 / math.sqrt(1.0 - phi)
+        # Lag-2 over lag-1 difference variance is 1 + φ; clipped at 3 robust σ, a step or a
+        # spike weighs little and the ratio stays unbiased.
+        d2 = y[2:] - y[:-2]
+        med2, sd2 = _mad_sd(d2)
+        v1 = float(np.mean(np.clip(d1 - med1, -3 * sd1, 3 * sd1) ** 2))
+        v2 = float(np.mean(np.clip(d2 - med2, -3 * sd2, 3 * sd2) ** 2))
+        phi = min(max(v2 / v1 - 1.0, 0.0), max_phi) if v1 > 0 else 0.0
+    sigma = sd1 / math.sqrt(2.0 * (1.0 - phi))
     return Noise(sigma, sigma * math.sqrt((1.0 + phi) / (1.0 - phi)))
 
 
@@ -146,25 +165,34 @@ def _despike(y: FloatArray, limit: float) -> FloatArray:
 
 
 def _candidates(z: FloatArray, s: FloatArray, t: Tuning) -> IntArray:
-    """Peaks of MOSUM excursions over all scales (positions 1..n-1 of the right part)."""
+    """Peaks of MOSUM excursions over all scales, one per cluster closer than ``min_inner``."""
     n, m = z.size, t.min_segment
     k = np.arange(m, n - m + 1)
-    found = []
-    for g in t.scales:
-        nl, nr = np.minimum(g, k), np.minimum(g, n - k)
-        d = np.abs((s[k + nr] - s[k]) / nr - (s[k] - s[k - nl]) / nl) / np.sqrt(1 / nl + 1 / nr)
-        idx = np.flatnonzero(d >= t.candidate_threshold)
-        if idx.size == 0:
-            continue
-        run = np.concatenate(([0], np.cumsum(np.diff(idx) > 1)))
-        order = np.lexsort((d[idx], run))
-        last = np.flatnonzero(np.diff(np.concatenate((run[order], [-1]))) != 0)
-        found.append(k[idx[order[last]]])
-        if g >= n:
-            break
-    if not found:
+    g = np.array([g for g in t.scales if g < n] or [n])[:, None]
+    nl, nr = np.minimum(g, k), np.minimum(g, n - k)
+    d = np.abs((s[k + nr] - s[k]) / nr - (s[k] - s[k - nl]) / nl) / np.sqrt(1 / nl + 1 / nr)
+    flat = d.ravel()
+    idx = np.flatnonzero(flat >= t.candidate_threshold)
+    if idx.size == 0:
         return np.empty(0, dtype=np.intp)
-    return np.unique(np.concatenate(found))
+    # Excursions: runs of consecutive positions on one scale; keep each one's peak.
+    breaks = (np.diff(idx) > 1) | (np.diff(idx // k.size) != 0)
+    run = np.concatenate(([0], np.cumsum(breaks)))
+    order = np.lexsort((flat[idx], run))
+    peaks = idx[order[np.flatnonzero(np.diff(np.concatenate((run[order], [-1]))) != 0)]]
+    # One candidate per cluster (closer than ``min_inner``): the strongest.
+    pos: IntArray = k[peaks % k.size]
+    stat: FloatArray = flat[peaks]
+    order = np.lexsort((-stat, pos))
+    pos, stat = pos[order], stat[order]
+    keep: list[int] = []
+    for i in range(pos.size):
+        if keep and pos[i] - pos[keep[-1]] < t.min_inner:
+            if stat[i] > stat[keep[-1]]:
+                keep[-1] = i
+        else:
+            keep.append(i)
+    return pos[keep]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,53 +239,90 @@ def _side_sums(p: _Sums, a: IntArray, b: IntArray, c: IntArray) -> list[FloatArr
 def _trend_jump(
     c: IntArray, lo: IntArray, hi: IntArray, f: _Frame, t: Tuning
 ) -> tuple[FloatArray, FloatArray]:
-    """Drift guard: the t of the jump at c between linear trends fitted on [lo, c) and
-    [c, hi) (a slow drift has none), and the residual scale of that fit (z units).
-
-    A side shorter than ``trend_min`` builds is taken as flat.
-    """
-    nl, sul, suul, szl, suzl = _side_sums(f.sums, lo, c, c)
-    nr, sur, suur, szr, suzr = _side_sums(f.sums, c, hi, c)
-    zero = np.zeros_like(nl)
-    # Columns: 1, u on the left, u on the right, step (1 on the right).
-    rows = [
-        [nl + nr, sul, sur, nr],
-        [sul, suul, zero, zero],
-        [sur, zero, suur, sur],
-        [nr, zero, sur, nr],
-    ]
-    mat = np.stack([np.stack(r, -1) for r in rows], 1)
-    rhs = np.stack([szl + szr, suzl, suzr, szr], -1)
-    for col, flat in ((1, nl < t.trend_min), (2, nr < t.trend_min)):
-        mat[flat, col, :] = 0.0
-        mat[flat, :, col] = 0.0
-        mat[flat, col, col] = 1.0
-        rhs[flat, col] = 0.0
-    inv = np.linalg.inv(mat)
-    beta = np.einsum("kij,kj->ki", inv, rhs)
-    rss = (f.sums.szz[hi] - f.sums.szz[lo]) - np.einsum("ki,ki->k", beta, rhs)
-    scale = np.sqrt(np.maximum(rss / np.maximum(nl + nr - 4.0, 1.0), 0.0))
-    return beta[:, 3] / np.sqrt(np.maximum(inv[:, 3, 3], 1e-300)), scale
+    """Drift guard: the t of the jump at c between lines fitted on [lo, c) and [c, hi) (flat
+    on a side shorter than ``trend_min``), and the fits' residual scale (z units)."""
+    level, var, rss = [], [], []
+    dof: FloatArray = np.full(c.shape, -2.0)
+    for a, b, n in ((lo, c, c - lo), (c, hi, hi - c)):
+        m, su, suu, sz, suz = _side_sums(f.sums, a, b, c)
+        ubar, zbar = su / m, sz / m
+        sxx, sxy = suu - su * ubar, suz - su * zbar
+        sloped = (n >= t.trend_min) & (sxx > 0)
+        slope = np.where(sloped, sxy / np.where(sloped, sxx, 1.0), 0.0)
+        level.append(zbar - slope * ubar)  # the line's value at c
+        var.append(1 / m + np.where(sloped, ubar * ubar / np.where(sloped, sxx, 1.0), 0.0))
+        rss.append((f.sums.szz[b] - f.sums.szz[a]) - sz * zbar - slope * sxy)
+        dof = dof + n - sloped
+    scale = np.sqrt(np.maximum((rss[0] + rss[1]) / np.maximum(dof, 1.0), 0.0))
+    return (level[1] - level[0]) / np.sqrt(var[0] + var[1]), scale
 
 
-def _strengths(c: IntArray, f: _Frame, t: Tuning) -> FloatArray:
-    """min(t / threshold, jump-t / drift_threshold) of each candidate (< 1 fails)."""
+def _gain(
+    base: list[FloatArray], sg: FloatArray, sgg: FloatArray, sug: FloatArray, sgz: FloatArray
+) -> FloatArray:
+    """RSS drop from adding a regressor g to [1, u]: <g, z>² / <g, g>, both projected off
+    [1, u]. ``base`` is n, Σu, Σu², Σz, Σuz and the determinant of [1, u]."""
+    n, su, suu, sz, suz, det = base
+    gz = sgz - (sg * (suu * sz - su * suz) + sug * (n * suz - su * sz)) / det
+    gg = sgg - (sg * (suu * sg - su * sug) + sug * (n * sug - su * sg)) / det
+    return np.where(gg > 1e-12, gz * gz / np.where(gg > 1e-12, gg, 1.0), 0.0)
+
+
+def _ramp_excess(c: IntArray, lo: IntArray, hi: IntArray, f: _Frame, t: Tuning) -> FloatArray:
+    """How much better a step at c fits [lo, hi) than the best of ``ramps`` through c, each
+    over a common linear trend: RSS(best ramp) - RSS(step), z units². Negative: gradual."""
+    p = f.sums
+    base = _side_sums(p, lo, hi, c)
+    det = base[0] * base[2] - base[1] ** 2
+    base.append(np.where(det > 0, det, np.inf))
+    nr, sur, _, szr, _ = _side_sums(p, c, hi, c)
+    step = _gain(base, nr, nr, sur, szr)
+    # All ramps at once, as (candidates, ramps) arrays; g = (u + before) / length on the
+    # ramp, 1 after it.
+    before, after = (np.array(side)[None, :] for side in zip(*t.ramps, strict=True))
+    length = (before + after).astype(float)
+    c2, lo2, hi2 = c[:, None], lo[:, None], hi[:, None]
+    a, b = np.clip(c2 - before, lo2, hi2), np.clip(c2 + after, lo2, hi2)
+    nm, sum_, suum, szm, suzm = _side_sums(p, a, b, c2)
+    n1, su1, _, sz1, _ = _side_sums(p, b, np.broadcast_to(hi2, b.shape), c2)
+    sg = (sum_ + before * nm) / length + n1
+    sgg = (suum + 2 * before * sum_ + before * before * nm) / length**2 + n1
+    sug = (suum + before * sum_) / length + su1
+    sgz = (suzm + before * szm) / length + sz1
+    best: FloatArray = _gain([v[:, None] for v in base], sg, sgg, sug, sgz).max(axis=1)
+    return step - best
+
+
+def _strengths(
+    c: IntArray, prev: IntArray, nxt: IntArray, f: _Frame, t: Tuning, guards: bool = True
+) -> FloatArray:
+    """min(t / threshold, jump-t / drift_threshold) of a change at each c between its
+    neighbours prev and nxt (< 1 fails)."""
     z, p = f.z, f.sums
     n = z.size
-    prev = np.concatenate(([0], c[:-1]))
-    nxt = np.concatenate((c[1:], [n]))
     lo, hi = np.maximum(prev, c - t.window), np.minimum(nxt, c + t.window)
     nl, nr = (c - lo).astype(float), (hi - c).astype(float)
     ml, mr = (p.s[c] - p.s[lo]) / nl, (p.s[hi] - p.s[c]) / nr
     tstat = (mr - ml) / np.sqrt(1 / nl + 1 / nr)
-    jump, spread = _trend_jump(c, lo, hi, f, t)
-    if t.residual_scale:
-        # A history that wanders between builds (random walk, sawtooth) needs bigger shifts:
-        # scale by the trend fit's residual spread where it exceeds the noise (1 in z units).
-        scale = np.maximum(spread, 1.0)
-        tstat, jump = tstat / scale, jump / scale
+    tw = t.trend_window or t.window
+    jump, spread = _trend_jump(c, np.maximum(prev, c - tw), np.minimum(nxt, c + tw), f, t)
+    # A history that wanders (random walk, sawtooth) needs bigger shifts: divide by the
+    # trend fits' residual spread where it exceeds the noise (1 in z units).
+    tstat, jump = tstat / np.maximum(spread, 1.0), jump / np.maximum(spread, 1.0)
     jump = np.where(np.sign(jump) == np.sign(tstat), np.abs(jump), 0.0)
-    strength = np.minimum(np.abs(tstat) / t.threshold, jump / t.drift_threshold)
+    strong = np.flatnonzero(
+        np.minimum(np.abs(tstat) / t.tail_threshold, jump / t.drift_threshold) >= 1
+    )
+    if guards and t.ramps and strong.size:
+        # Gradual changes: drop a jump that a ramp through c fits as well as the step.
+        cs, ps, ns = c[strong], prev[strong], nxt[strong]
+        excess = _ramp_excess(cs, np.maximum(ps, cs - tw), np.minimum(ns, cs + tw), f, t)
+        ramp = excess < t.ramp_margin * np.maximum(spread[strong], 1.0) ** 2
+        jump[strong[ramp]] = 0.0
+    # A new last segment, still short, passes a lower bar: it must also clear ``confirm``.
+    tail = (nxt == n) & (nr < t.confirm)
+    bar = np.where(tail, t.tail_threshold, t.threshold)
+    strength = np.minimum(np.abs(tstat) / bar, jump / t.drift_threshold)
     inner = ((c - prev < t.min_inner) & (prev > 0)) | ((nxt - c < t.min_inner) & (nxt < n))
     strength = np.where((nl < t.min_segment) | (nr < t.min_segment) | inner, 0.0, strength)
     gap = t.confirm_sigma * f.sigma_z
@@ -279,7 +344,9 @@ def _strengths(c: IntArray, f: _Frame, t: Tuning) -> FloatArray:
 def _prune(c: IntArray, f: _Frame, t: Tuning) -> IntArray:
     """Drop failing candidates, weakest first (local minima of strength), until all pass."""
     while c.size:
-        strength = _strengths(c, f, t)
+        prev = np.concatenate(([0], c[:-1]))
+        nxt = np.concatenate((c[1:], [f.z.size]))
+        strength = _strengths(c, prev, nxt, f, t)
         fail = strength < 1.0
         if not fail.any():
             break
@@ -293,24 +360,25 @@ def _prune(c: IntArray, f: _Frame, t: Tuning) -> IntArray:
 
 
 def _refine(c: IntArray, f: _Frame, t: Tuning) -> IntArray:
-    """Move each change to the best split between its neighbours, within ±``refine`` builds."""
-    n, m, s = f.z.size, t.min_segment, f.sums.s
+    """Move each change to its strongest position between its neighbours (±``refine``)."""
+    n, m = f.z.size, t.min_segment
+    prev = np.concatenate(([0], c[:-1]))
+    nxt = np.concatenate((c[1:], [n]))
+    first = np.maximum(prev + m, c - t.refine)
+    count = np.maximum(np.minimum(nxt - m, c + t.refine) - first + 1, 0)
+    group = np.repeat(np.arange(c.size), count)
+    k = first[group] + np.arange(group.size) - np.repeat(np.cumsum(count) - count, count)
+    strength = _strengths(k, prev[group], nxt[group], f, t, guards=False)
+    strength -= 1e-9 * np.abs(k - c[group])  # ties: stay
+    order = np.lexsort((strength, group))
+    best = order[np.flatnonzero(np.diff(np.concatenate((group[order], [-1]))) != 0)]
     out = c.copy()
-    for i in range(c.size):
-        a = int(out[i - 1]) if i else 0
-        b = int(c[i + 1]) if i + 1 < c.size else n
-        k = np.arange(max(a + m, int(c[i]) - t.refine), min(b - m, int(c[i]) + t.refine) + 1)
-        if k.size == 0:
-            continue
-        lo, hi = np.maximum(a, k - t.window), np.minimum(b, k + t.window)
-        nl, nr = k - lo, hi - k
-        d = np.abs((s[hi] - s[k]) / nr - (s[k] - s[lo]) / nl) / np.sqrt(1 / nl + 1 / nr)
-        out[i] = k[int(np.argmax(d))]
+    out[group[best]] = k[best]
     return out
 
 
 def _frame(x: FloatArray, noise: Noise, t: Tuning, min_abs: float, min_pct: float) -> _Frame:
-    centre = float(np.median(x))
+    centre = float(x.mean())  # any offset; the mean is cheap
     y = _despike(x, t.outlier_sigma * noise.sigma)
     z = (y - centre) / noise.long_run
     return _Frame(
@@ -353,11 +421,14 @@ def detect_changes(
     fields of ``Tuning``.
 
     Raises:
-        ValueError: values not one-dimensional, or an unknown tuning name.
+        ValueError: values not one-dimensional.
+        TypeError: an unknown tuning name.
     """
     t = Tuning(**tuning)
+    direction = Direction(direction)
     x, pos = _finite(values)
     noise = noise or _noise_of(x, t.max_phi)
+    sigma = noise.sigma
     cps = [int(v) for v in _locate(x, noise, t, min_abs, min_pct)]
     bounds = [0, *cps, x.size]
     out = []
@@ -368,18 +439,9 @@ def detect_changes(
         pct = 100 * delta / abs(before) if before != 0 else None
         if abs(delta) < min_abs or (pct is not None and abs(pct) < min_pct):
             continue
-        out.append(
-            Change(
-                index=int(pos[k]) + index_offset,
-                before=before,
-                after=after,
-                delta=delta,
-                delta_pct=pct,
-                delta_sigma=delta / noise.sigma,
-                sigma=noise.sigma,
-                verdict=_verdict(delta, direction),
-            )
-        )
+        verdict = _verdict(delta, direction)
+        index = int(pos[k]) + index_offset
+        out.append(Change(index, before, after, delta, pct, delta / sigma, sigma, verdict))
     return out
 
 
