@@ -166,10 +166,11 @@ class RegressionService:
         return [key for job in latest for key in keys_of_job(job)]
 
     async def changes(
-        self, where: ChangeFilter, *, before_id: int | None, limit: int
+        self, where: ChangeFilter, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[ChangeRecord]:
+        """A page of changes, newest first; ``after`` is the previous page's last (time, id)."""
         async with self._sessionmaker() as session:
-            return await ChangeStore(session).search(where, before_id=before_id, limit=limit)
+            return await ChangeStore(session).search(where, after=after, limit=limit)
 
     async def set_status(self, change_id: int, status: str, note: str) -> ChangeRecord:
         """Accept a change as expected (or reopen it).  Raises ``NotFoundError``."""

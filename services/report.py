@@ -71,7 +71,7 @@ class ReportService:
             metrics = await definitions.get_metrics(names)
             changes = await ChangeStore(session).search(
                 ChangeFilter(dataset=dataset, branch=branch, since=previous),
-                before_id=None,
+                after=None,
                 limit=500,
             )
         verdicts = [v for job in status.jobs for v in job_verdicts(job, specs)]

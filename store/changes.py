@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import SQLChange, SQLExclusion
@@ -127,9 +127,10 @@ class ChangeStore:
         await self._session.flush()
 
     async def search(
-        self, where: ChangeFilter, *, before_id: int | None, limit: int
+        self, where: ChangeFilter, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[ChangeRecord]:
-        """Changes, newest first (by time, then id), below the cursor ``before_id``."""
+        """Changes, newest first (by time, then id), after the keyset cursor ``after`` (the
+        time and id of the last change of the previous page)."""
         query = select(SQLChange).order_by(SQLChange.time.desc(), SQLChange.id.desc())
         for name in ("metric", "dataset", "branch", "status"):
             value = getattr(where, name)
@@ -139,8 +140,14 @@ class ChangeStore:
             query = query.where(SQLChange.verdict.in_(where.verdicts))
         if where.since is not None:
             query = query.where(SQLChange.time >= where.since)
-        if before_id is not None:
-            query = query.where(SQLChange.id < before_id)
+        if after is not None:
+            time, change_id = after
+            query = query.where(
+                or_(
+                    SQLChange.time < time,
+                    and_(SQLChange.time == time, SQLChange.id < change_id),
+                )
+            )
         return [_record(row) for row in await self._session.scalars(query.limit(limit))]
 
     async def set_status(self, change_id: int, status: str, note: str, now: datetime) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from specwatch.services.context import ProcessContext
+from specwatch.store.changes import SeriesKey
 
 DEFINITIONS = {
     "metrics/reg.yaml": (
@@ -123,6 +125,33 @@ async def test_changes_are_found_triaged_and_excluded(
     assert (await client.get("/api/v1/metrics/reg.PA1/changes")).json()["changes"][0][
         "status"
     ] == "accepted"
+
+
+async def test_pages_follow_the_list_whatever_order_changes_were_stored_in(
+    app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    context: ProcessContext = app.state.context
+    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
+    for n, values in enumerate(history()):
+        await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+    # The newest change is stored first: ids grow as times fall.
+    for metric in ("reg.AM1", "reg.COMP", "reg.PA1"):
+        await context.regressions().detect(SeriesKey(metric, "D", "r", "", "main"))
+    every = (await client.get("/api/v1/regressions", params={"verdict": "any"})).json()
+    assert [c["metric"] for c in every["changes"]] == ["reg.AM1", "reg.COMP", "reg.PA1"]
+    assert every["next_cursor"] is None
+    paged: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"verdict": "any", "limit": 1}
+    while True:
+        page = (await client.get("/api/v1/regressions", params=params)).json()
+        paged += page["changes"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert [c["id"] for c in paged] == [c["id"] for c in every["changes"]]
+    bad = await client.get("/api/v1/regressions", params={"cursor": "yesterday"})
+    assert bad.status_code == 422
+    assert bad.json()["location"] == ["query", "cursor"]
 
 
 async def test_triage_needs_its_scope(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

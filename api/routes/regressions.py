@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -18,6 +18,7 @@ from specwatch.store.changes import ChangeFilter, ChangeRecord
 router = APIRouter(prefix="/api/v1", tags=["regressions"])
 _VERDICTS = {"worse": ("worse",), "better": ("better",), "changed": ("changed",), "any": ()}
 Triage = Annotated[Principal, Depends(require_scope("triage"))]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def change_view(change: ChangeRecord, root: str) -> dict[str, Any]:
@@ -46,15 +47,40 @@ def change_view(change: ChangeRecord, root: str) -> dict[str, Any]:
     }
 
 
+# A page ends at a change's time (µs since the epoch) and id: the list is ordered by both.
+Cursor = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{1,19}\.\d{1,19}$",
+        description="next_cursor of the previous page",
+        examples=["1760486280000000.42"],
+    ),
+]
+
+
+def _cursor_of(change: ChangeRecord) -> str:
+    delta = change.time - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}.{change.id}"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if cursor is None:
+        return None
+    micros, change_id = (int(part) for part in cursor.split("."))
+    return _EPOCH + timedelta(microseconds=micros), change_id
+
+
 async def _list(
-    request: Request, context: Context, where: ChangeFilter, cursor: int | None, limit: int
+    request: Request, context: Context, where: ChangeFilter, cursor: str | None, limit: int
 ) -> FastJSONResponse:
-    changes = await context.regressions().changes(where, before_id=cursor, limit=limit)
+    after = _parse_cursor(cursor)
+    changes = await context.regressions().changes(where, after=after, limit=limit)
     root = base_url(request, context)
     return FastJSONResponse(
         {
             "changes": [change_view(c, root) for c in changes],
-            "next_cursor": changes[-1].id if len(changes) == limit else None,
+            "next_cursor": _cursor_of(changes[-1]) if len(changes) == limit else None,
         }
     )
 
@@ -77,7 +103,7 @@ async def get_regressions(
     status: Status = "open",
     verdict: Verdict = "worse",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    cursor: Cursor = None,
 ) -> FastJSONResponse:
     where = ChangeFilter(
         dataset=dataset,
@@ -103,7 +129,7 @@ async def get_metric_changes(
     since: datetime | None = None,
     status: Status = "all",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    cursor: Cursor = None,
 ) -> FastJSONResponse:
     await context.metrics().get(name)  # 404 for an unknown metric
     where = ChangeFilter(
