@@ -18,12 +18,14 @@ class DemoReport:
     specs: int
     jobs_created: int
     jobs_existing: int
+    changes: int
 
 
 async def load_demo(
     context: ProcessContext, *, seed: int = 20261125, concurrency: int = 8
 ) -> DemoReport:
-    """Import the demo definitions and ingest its jobs (idempotent: stable keys and bodies)."""
+    """Import the demo definitions, ingest its jobs (idempotent: stable keys and bodies) and
+    detect the changes of its series, so that a new user sees regressions at once."""
     definitions = parse_definition_files(demo_definition_files())
     await context.definitions().import_definitions(definitions)
     await context.verification().import_requirements(
@@ -47,4 +49,8 @@ async def load_demo(
         *(ingest(job.idempotency_key, json.dumps(job.body).encode()) for job in demo)
     )
     await context.deliverer.drain()
-    return DemoReport(len(definitions.metrics), len(definitions.specs), created, existing)
+    regressions = context.regressions()
+    changes = await regressions.detect_many(await regressions.all_keys())
+    if context.detection is not None:
+        context.detection.discard()  # detected just now, all of them
+    return DemoReport(len(definitions.metrics), len(definitions.specs), created, existing, changes)

@@ -221,12 +221,23 @@ class DetectionScheduler:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="specwatch-detection")
 
-    async def stop(self) -> None:
+    def discard(self) -> None:
+        """Forget the touched series (their detection has just been run by other means)."""
+        self._touched.clear()
+        self._wake.clear()
+
+    async def stop(self, *, flush_timeout_s: float = 30.0) -> None:
+        """Stop, after detecting the series still waiting for their debounce (bounded)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._touched:
+            try:
+                await asyncio.wait_for(self.flush(), flush_timeout_s)
+            except TimeoutError:
+                log.warning("detection left undone at shutdown; run specwatch detect --all")
 
     async def flush(self) -> int:
         """Detect every touched series now (tests, shutdown); returns how many."""

@@ -336,5 +336,5 @@ def demo(settings: Settings, seed: int) -> None:
     report = _with_context(settings, lambda c: load_demo(c, seed=seed), background=True)
     click.echo(
         f"demo: {report.metrics} metrics, {report.specs} specs, {report.jobs_created} jobs "
-        f"created, {report.jobs_existing} already there"
+        f"created, {report.jobs_existing} already there; {report.changes} change points"
     )

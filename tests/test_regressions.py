@@ -8,10 +8,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from conftest import Stack
 from fastapi import FastAPI
 
+from specwatch.metrics.definitions import parse_definition_files
 from specwatch.services.context import ProcessContext
-from specwatch.store.changes import SeriesKey
+from specwatch.services.demo import load_demo
+from specwatch.services.demo_history import demo_events
+from specwatch.store.changes import ChangeFilter, SeriesKey
 
 DEFINITIONS = {
     "metrics/reg.yaml": (
@@ -163,3 +167,30 @@ async def test_triage_needs_its_scope(client: httpx.AsyncClient, auth: dict[str,
 async def test_unknown_change_and_job(client: httpx.AsyncClient, triage: dict[str, str]) -> None:
     assert (await client.post("/api/v1/changes/77/accept", headers=triage)).status_code == 404
     assert (await client.put("/api/v1/jobs/77/exclusion", headers=triage)).status_code == 404
+
+
+async def test_the_demo_shows_its_injected_steps_and_nothing_else(app: FastAPI) -> None:
+    context: ProcessContext = app.state.context
+    report = await load_demo(context)
+    steps = sorted((e.metric, e.dataset, e.size > 0) for e in demo_events() if e.kind == "step")
+    assert report.changes == len(steps) == 8
+    changes = await context.regressions().changes(ChangeFilter(), after=None, limit=100)
+    assert sorted((c.key.metric, c.key.dataset, c.delta > 0) for c in changes) == steps
+    assert {c.key.branch for c in changes} == {"main"}
+
+
+async def test_series_waiting_for_detection_are_detected_at_shutdown(stack: Stack) -> None:
+    settings = stack.settings.model_copy(update={"detect_debounce_s": 3600.0})
+    context = await ProcessContext.open(settings)
+    try:
+        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+        for n, values in enumerate(history()):
+            await context.jobs().ingest(body(n, values))
+        await context.deliverer.drain()
+        assert context.detection is not None
+        assert await context.regressions().changes(ChangeFilter(), after=None, limit=10) == []
+        await context.detection.stop()  # an hour before the debounce would have run it
+        found = await context.regressions().changes(ChangeFilter(), after=None, limit=10)
+        assert sorted(c.key.metric for c in found) == ["reg.AM1", "reg.COMP", "reg.PA1"]
+    finally:
+        await context.close()
