@@ -2,7 +2,9 @@
 
 A specification applies when every key of its ``metadata_query`` is in the job's metadata with
 an equal value (lsst.verify's ``Job.meta`` query).  Its threshold may be in any unit
-convertible to the metric's.  A NaN or missing value is *not tested*, never a pass or a fail.
+convertible to the metric's.  A NaN or missing value is *not tested*, never a pass or a fail:
+a spec that applies to a job which measures its metric's package but not its metric is a
+*missing* measurement (``measured=False``), so a requirement's status counts it as not passing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Verdict:
     threshold: float
     unit: str
     requirements: tuple[str, ...] = ()
+    measured: bool = True  # False: the job does not measure the metric at all
 
 
 def query_matches(query: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
@@ -66,7 +69,9 @@ def threshold_in(spec: Specification, unit: str) -> float:
     return spec.threshold * factor if factor != 1.0 else spec.threshold
 
 
-def evaluate(spec: Specification, value: float | None, unit: str) -> Verdict:
+def evaluate(
+    spec: Specification, value: float | None, unit: str, *, measured: bool = True
+) -> Verdict:
     """The verdict of ``value`` (in ``unit``) against ``spec``."""
     threshold = threshold_in(spec, unit)
     if value is None or math.isnan(value):
@@ -83,6 +88,7 @@ def evaluate(spec: Specification, value: float | None, unit: str) -> Verdict:
         threshold=threshold,
         unit=unit,
         requirements=spec.requirements,
+        measured=measured,
     )
 
 
@@ -90,18 +96,31 @@ def verify(
     values: Mapping[str, tuple[float | None, str]],
     specs: Iterable[Specification],
     metadata: Mapping[str, Any],
+    *,
+    units: Mapping[str, str] | None = None,
 ) -> list[Verdict]:
     """Verdicts of a job: ``values`` maps metric full name to (value, unit).
 
     Every spec of a measured metric whose query matches ``metadata`` gives one verdict, in
-    the order of ``specs``; specs of metrics the job did not measure give none.
+    the order of ``specs``.  With ``units`` (metric full name → unit), a spec whose query
+    matches, of a package the job measures, but of a metric it did not measure gives a *not
+    tested* verdict with ``measured=False`` (its threshold in ``units``, else its own unit);
+    without ``units`` such specs give none.
     """
+    packages = {name.partition(".")[0] for name in values} if units is not None else set()
     verdicts = []
     for spec in specs:
         measured = values.get(spec.metric_full_name)
-        if measured is None or not query_matches(spec.metadata_query, metadata):
+        if measured is None and spec.package not in packages:
             continue
-        verdicts.append(evaluate(spec, measured[0], measured[1]))
+        if not query_matches(spec.metadata_query, metadata):
+            continue
+        if measured is None:
+            assert units is not None  # packages is empty otherwise
+            unit = units.get(spec.metric_full_name, spec.unit)
+            verdicts.append(evaluate(spec, None, unit, measured=False))
+        else:
+            verdicts.append(evaluate(spec, measured[0], measured[1]))
     return verdicts
 
 

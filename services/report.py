@@ -17,7 +17,7 @@ from specwatch.store.jobs import StoredJob
 from specwatch.store.models import SQLReportRun
 from specwatch.store.series.base import Series, SeriesQuery, TimeSeriesStore
 
-from .verification import VerificationService, job_verdicts
+from .verification import VerificationService, job_verdicts, specs_and_units
 
 MAX_PLOTS = 12
 PLOT_POINTS = 500
@@ -67,14 +67,14 @@ class ReportService:
             )
             definitions = DefinitionStore(session)
             names = sorted({m.metric for job in status.jobs for m in job.measurements})
-            specs = await definitions.specs_for_metrics(names)
+            specs, units = await specs_and_units(definitions, status.jobs)
             metrics = await definitions.get_metrics(names)
             changes = await ChangeStore(session).search(
                 ChangeFilter(dataset=dataset, branch=branch, since=previous),
                 after=None,
                 limit=500,
             )
-        verdicts = [v for job in status.jobs for v in job_verdicts(job, specs)]
+        verdicts = [v for job in status.jobs for v in job_verdicts(job, specs, units)]
         data = ReportData(
             dataset, branch, now, status.jobs, status.requirements, verdicts, previous, changes
         )

@@ -42,9 +42,22 @@ def job_metadata(job: StoredJob) -> dict[str, Any]:
     return metadata
 
 
-def job_verdicts(job: StoredJob, specs: Sequence[Specification]) -> list[Verdict]:
+def job_verdicts(
+    job: StoredJob, specs: Sequence[Specification], units: Mapping[str, str] | None = None
+) -> list[Verdict]:
+    """The job's verdicts; with ``units`` (metric → unit) also its missing measurements."""
     values = {m.metric: (m.value, m.unit) for m in job.measurements}
-    return verify(values, specs, job_metadata(job))
+    return verify(values, specs, job_metadata(job), units=units)
+
+
+async def specs_and_units(
+    definitions: DefinitionStore, jobs: Sequence[StoredJob]
+) -> tuple[list[Specification], dict[str, str]]:
+    """The active specs of the packages the jobs measure, and their metrics' units."""
+    packages = {m.metric.partition(".")[0] for job in jobs for m in job.measurements}
+    specs = await definitions.specs_for_packages(sorted(packages))
+    metrics = await definitions.get_metrics(sorted({s.metric_full_name for s in specs}))
+    return specs, {name: metric.unit for name, metric in metrics.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,27 +73,28 @@ class VerificationService:
         self._sessionmaker = sessionmaker
 
     async def verdicts(self, job_id: int) -> tuple[StoredJob, list[Verdict]]:
-        """A job's verdicts, one per (measurement, applicable spec).  Raises ``NotFoundError``."""
+        """A job's verdicts, one per (measurement, applicable spec), and one per applicable
+        spec of a metric it did not measure (not tested).  Raises ``NotFoundError``."""
         async with self._sessionmaker() as session:
             job = await JobStore(session).get(job_id)
             if job is None:
                 raise NotFoundError(f"no job {job_id}", location=["path", "job_id"])
-            specs = await DefinitionStore(session).specs_for_metrics(
-                [m.metric for m in job.measurements]
-            )
-        return job, job_verdicts(job, specs)
+            specs, units = await specs_and_units(DefinitionStore(session), [job])
+        return job, job_verdicts(job, specs, units)
 
     async def requirements(self, *, dataset: str | None, branch: str) -> BuildStatus:
         """Every requirement's status on the latest build of ``branch`` (and ``dataset``)."""
         async with self._sessionmaker() as session:
             jobs = await JobStore(session).latest_build(dataset=dataset, branch=branch)
-            specs = await DefinitionStore(session).active_specs()
+            definitions = DefinitionStore(session)
+            specs = await definitions.active_specs()
+            _, units = await specs_and_units(definitions, jobs)
             matrix = {r.id: r for r in await RequirementStore(session).all()}
         # Requirements named only in spec YAML (``requirements:``) count too.
         for spec in specs:
             for identifier in spec.requirements:
                 matrix.setdefault(identifier, Requirement(identifier))
-        verdicts = [v for job in jobs for v in job_verdicts(job, specs)]
+        verdicts = [v for job in jobs for v in job_verdicts(job, specs, units)]
         statuses = [
             requirement_status(requirement, specs_of(requirement, specs), verdicts)
             for requirement in sorted(matrix.values(), key=lambda r: r.id)

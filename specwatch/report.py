@@ -46,7 +46,7 @@ def tables(data: ReportData) -> dict[str, tuple[list[str], list[list[str]]]]:
                 _num(v.value),
                 f"{v.operator} {v.threshold:g}",
                 v.unit,
-                v.status.value,
+                v.status.value if v.measured else "not measured",
             ]
             for v in data.verdicts
         ],

@@ -244,6 +244,17 @@ class DefinitionStore:
             specs.extend(_to_spec(row) for row in await self._session.scalars(query))
         return sorted(specs, key=lambda spec: spec.full_name)
 
+    async def specs_for_packages(self, packages: Sequence[str]) -> list[Specification]:
+        """The active specifications of the metrics of several packages, by name."""
+        specs: list[Specification] = []
+        for chunk in _chunks(sorted(set(packages))):
+            query = select(SQLSpecification).where(
+                SQLSpecification.package.in_(chunk),
+                SQLSpecification.retired_at.is_(None),
+            )
+            specs.extend(_to_spec(row) for row in await self._session.scalars(query))
+        return sorted(specs, key=lambda spec: spec.full_name)
+
     async def active_specs(self, *, limit: int = 100_000) -> list[Specification]:
         """Every active specification (thousands at most: LSST's catalogue has 1,705)."""
         query = (

@@ -82,7 +82,10 @@ class SQLMetric(Base):
 
 class SQLSpecification(Base):
     __tablename__ = "specification"
-    __table_args__ = (Index("ix_specification_metric", "metric_full_name", "retired_at"),)
+    __table_args__ = (
+        Index("ix_specification_metric", "metric_full_name", "retired_at"),
+        Index("ix_specification_package", "package", "retired_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     full_name: Mapped[str] = mapped_column(String(600), unique=True)

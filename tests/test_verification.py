@@ -78,6 +78,25 @@ def test_verify_applies_only_matching_specs_of_measured_metrics() -> None:
     assert [v.spec for v in verdicts] == ["vd.PA1.hsc"]
 
 
+def test_verify_with_units_reports_missing_measurements_of_the_jobs_packages() -> None:
+    specs = [
+        spec("hsc", 5.0, query={"instrument": "HSC"}),
+        Specification("vd", "AM1", "d", 0.01, "arcsec", "<="),
+        Specification("vd", "AM1", "decam", 10, "mas", "<=", {"instrument": "DECam"}),
+        Specification("other", "X", "d", 1, "", "<="),  # a package the job does not measure
+    ]
+    verdicts = verify(
+        {"vd.PA1": (4.0, "mmag")}, specs, {"instrument": "HSC"}, units={"vd.AM1": "marcsec"}
+    )
+    assert [(v.spec, v.status, v.measured) for v in verdicts] == [
+        ("vd.PA1.hsc", Status.PASS, True),
+        ("vd.AM1.d", Status.NOT_TESTED, False),
+    ]
+    assert verdicts[1].value is None
+    assert verdicts[1].threshold == pytest.approx(10.0)  # in the metric's unit
+    assert verdicts[1].unit == "marcsec"
+
+
 def test_highest_level_is_cumulative() -> None:
     specs = [
         spec("min", 8.0, level=Level.MINIMUM),
@@ -211,6 +230,7 @@ async def test_job_verdicts_and_their_recomputation(
         "operator": "<=",
         "threshold": 5.0,
         "unit": "mmag",
+        "measured": True,
         "requirements": ["DMS-REQ-0029"],
     }
     assert verdicts["vd.PA1.stretch"]["threshold"] == pytest.approx(3.0)  # 0.003 mag in mmag
@@ -228,6 +248,19 @@ async def test_job_verdicts_and_their_recomputation(
         v["spec"] for v in (await client.get(f"/api/v1/jobs/{decam}/verdicts")).json()["verdicts"]
     }
     assert "vd.PA1.hsc_design" not in decam_specs
+
+    # A job without AM1: its design spec is not tested (a missing measurement), not absent.
+    no_am1 = json.loads(job(4.8, 0.0, commit="c2", time="2026-06-01T00:00:00Z"))
+    no_am1["measurements"] = no_am1["measurements"][:1]
+    partial = await post(client, auth, json.dumps(no_am1).encode())
+    partial_body = (await client.get(f"/api/v1/jobs/{partial}/verdicts")).json()
+    missing = {v["spec"]: v for v in partial_body["verdicts"]}["vd.AM1.design"]
+    assert missing["status"] == "not_tested"
+    assert missing["measured"] is False
+    assert missing["value"] is None
+    assert missing["threshold"] == 10.0
+    assert missing["unit"] == "marcsec"
+    assert partial_body["summary"] == {"pass": 2, "fail": 2, "not_tested": 1}
 
     # Specs change: history's verdicts follow at once (derived, never frozen).
     relaxed = {
@@ -288,6 +321,15 @@ async def test_requirement_status_on_the_latest_build(
     assert by_id["DMS-REQ-0030"]["title"] == ""  # named only in the spec YAML
     assert by_id["DMS-REQ-0030"]["status"] == 0.0
     assert by_id["DMS-REQ-0099"]["specs"] == ["vd.AM1.design"]
+
+    # A newer build that does not measure AM1: its requirement is not tested, not passed.
+    no_am1 = json.loads(job(4.8, 0.0, commit="newer", time="2026-06-01T00:00:00Z"))
+    no_am1["measurements"] = no_am1["measurements"][:1]
+    await post(client, auth, json.dumps(no_am1).encode())
+    newer = (await client.get("/api/v1/requirements", params={"dataset": "HSC-RC2"})).json()
+    astrometry = {r["id"]: r for r in newer["requirements"]}["DMS-REQ-0030"]
+    assert astrometry["status"] == 0.0
+    assert astrometry["levels"]["design"] == {"pass": 0, "fail": 0, "not_tested": 1}
     bad = await client.post(
         "/api/v1/requirements", json={"text": "- {id: 'no good'}"}, headers=auth
     )

@@ -28,6 +28,7 @@ def verdict_view(verdict: Verdict) -> dict[str, Any]:
         "operator": verdict.operator,
         "threshold": verdict.threshold,
         "unit": verdict.unit,
+        "measured": verdict.measured,
         "requirements": list(verdict.requirements),
     }
 
