@@ -21,7 +21,7 @@ from .definitions import DefinitionService
 from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
-from .regressions import DetectionScheduler, RegressionService, keys_of_points
+from .regressions import DetectionScheduler, RegressionService
 from .report import ReportService
 from .tokens import TokenCache, TokenService
 from .verification import VerificationService
@@ -86,9 +86,7 @@ class ProcessContext:
             retry_initial_s=settings.outbox_retry_initial_s,
             retry_max_s=settings.outbox_retry_max_s,
             batch_jobs=settings.outbox_batch_jobs,
-            on_delivered=(lambda points: detection.touch(keys_of_points(points)))
-            if detection
-            else None,
+            on_delivered=detection.touch_points if detection else None,
         )
         context = cls(settings, engine, sessionmaker, http, series, deliverer, detection)
         if background:

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import NotFoundError
 from specwatch.metrics.changepoint import detect_changes
-from specwatch.metrics.model import split_metric_name
+from specwatch.metrics.model import Metric, split_metric_name
 from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore, SeriesKey
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobStore, StoredJob
 from specwatch.store.models import SQLJob
-from specwatch.store.series.base import SeriesPoint, SeriesQuery, TimeSeriesStore
+from specwatch.store.series.base import Series, SeriesPoint, SeriesQuery, TimeSeriesStore
 
 log = structlog.get_logger("specwatch.regressions")
 
@@ -52,29 +52,68 @@ def keys_of_job(job: StoredJob) -> list[SeriesKey]:
     ]
 
 
-def keys_of_points(points: Iterable[SeriesPoint]) -> set[SeriesKey]:
-    keys = set()
+# A package's series in one context: (package, dataset, filter, instrument, branch).
+Group = tuple[str, str, str, str, str]
+
+
+def groups_of_points(points: Iterable[SeriesPoint]) -> dict[Group, set[str]]:
+    """The series that points add to, as metric short names per package and context (cheap:
+    it runs for every delivered batch).  Pull-request builds add to none."""
+    groups: dict[Group, set[str]] = {}
     for point in points:
         tags = point.tags
-        if tags.get("pr") or not tags.get("branch"):
+        branch = tags.get("branch")
+        if tags.get("pr") or not branch:
             continue
-        for metric in point.values:
-            keys.add(
-                SeriesKey(
-                    f"{point.package}.{metric}",
-                    tags.get("dataset", ""),
-                    tags.get("filter", ""),
-                    tags.get("instrument", ""),
-                    tags["branch"],
-                )
-            )
-    return keys
+        group = (
+            point.package,
+            tags.get("dataset", ""),
+            tags.get("filter", ""),
+            tags.get("instrument", ""),
+            branch,
+        )
+        groups.setdefault(group, set()).update(point.values.keys())
+    return groups
 
 
 def _time(time_ns: int) -> datetime:
     return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC).replace(
         microsecond=(time_ns // 1000) % 1_000_000
     )
+
+
+def _changes(
+    key: SeriesKey, series: Series, metric: Metric, excluded: set[int]
+) -> list[ChangeRecord]:
+    """The change points of one series, its excluded jobs left out (pure; runs in a thread)."""
+    keep = [i for i, job_id in enumerate(series.job_id) if job_id not in excluded]
+    if len(keep) < MIN_BUILDS:
+        return []
+    values = [series.value[i] for i in keep]
+    changes = detect_changes(
+        values, direction=metric.direction, min_abs=metric.floor_abs, min_pct=metric.floor_pct
+    )
+    found = []
+    for change in changes:
+        after, before = keep[change.index], keep[change.index - 1]
+        found.append(
+            ChangeRecord(
+                key=key,
+                job_id=series.job_id[after],
+                previous_job_id=series.job_id[before],
+                time=_time(series.time_ns[after]),
+                commit_before=series.commit[before],
+                commit_after=series.commit[after],
+                before=change.before,
+                after=change.after,
+                delta=change.delta,
+                delta_pct=change.delta_pct,
+                delta_sigma=change.delta_sigma,
+                sigma=change.sigma,
+                verdict=change.verdict,
+            )
+        )
+    return found
 
 
 class RegressionService:
@@ -86,63 +125,56 @@ class RegressionService:
 
     async def detect(self, key: SeriesKey) -> list[ChangeRecord]:
         """Detect the changes of one series (its last ``WINDOW`` builds) and store them."""
-        package, name = split_metric_name(key.metric)
-        tags = {
-            "dataset": key.dataset,
-            "filter": key.filter,
-            "instrument": key.instrument,
-            "branch": key.branch,
-        }
-        series = await self._series.query(SeriesQuery(package, name, tags, limit=WINDOW))
-        async with self._sessionmaker() as session:
-            metric = await DefinitionStore(session).get_metric(key.metric)
-            excluded = await ChangeStore(session).excluded(series.job_id)
-        if metric is None or len(series) == 0:
-            return []
-        keep = [i for i, job_id in enumerate(series.job_id) if job_id not in excluded]
-        values = [series.value[i] for i in keep]
-        found: list[ChangeRecord] = []
-        if len(values) >= MIN_BUILDS:
-            changes = await anyio.to_thread.run_sync(
-                lambda: detect_changes(
-                    values,
-                    direction=metric.direction,
-                    min_abs=metric.floor_abs,
-                    min_pct=metric.floor_pct,
-                )
-            )
-            for change in changes:
-                after, before = keep[change.index], keep[change.index - 1]
-                found.append(
-                    ChangeRecord(
-                        key=key,
-                        job_id=series.job_id[after],
-                        previous_job_id=series.job_id[before],
-                        time=_time(series.time_ns[after]),
-                        commit_before=series.commit[before],
-                        commit_after=series.commit[after],
-                        before=change.before,
-                        after=change.after,
-                        delta=change.delta,
-                        delta_pct=change.delta_pct,
-                        delta_sigma=change.delta_sigma,
-                        sigma=change.sigma,
-                        verdict=change.verdict,
-                    )
-                )
-        since = _time(series.time_ns[0])
-        async with self._sessionmaker() as session, session.begin():
-            await ChangeStore(session).replace_series(
-                key, found, since=since, now=datetime.now(UTC)
-            )
-        return found
+        return (await self._detect_group([key]))[key]
 
     async def detect_many(self, keys: Iterable[SeriesKey]) -> int:
-        """Detect over several series; returns how many changes they hold now."""
+        """Detect over several series; returns how many changes they hold now.
+
+        Series of one package and context (a job's measurements) are read together and
+        their changes stored in one transaction.
+        """
+        groups: dict[tuple[str, ...], list[SeriesKey]] = {}
+        for key in set(keys):
+            package = split_metric_name(key.metric)[0]
+            group = (package, key.dataset, key.filter, key.instrument, key.branch)
+            groups.setdefault(group, []).append(key)
         total = 0
-        for key in sorted(set(keys), key=lambda k: (k.metric, k.dataset, k.filter, k.branch)):
-            total += len(await self.detect(key))
+        for _, members in sorted(groups.items()):
+            found = await self._detect_group(sorted(members, key=lambda k: k.metric))
+            total += sum(len(changes) for changes in found.values())
         return total
+
+    async def _detect_group(self, keys: list[SeriesKey]) -> dict[SeriesKey, list[ChangeRecord]]:
+        """Detect the series of ``keys`` (one package and context): one read, one write."""
+        first = keys[0]
+        tags = {
+            "dataset": first.dataset,
+            "filter": first.filter,
+            "instrument": first.instrument,
+            "branch": first.branch,
+        }
+        queries = [SeriesQuery(*split_metric_name(k.metric), tags, limit=WINDOW) for k in keys]
+        histories = await self._series.query_many(queries)
+        async with self._sessionmaker() as session:
+            metrics = await DefinitionStore(session).get_metrics([k.metric for k in keys])
+            job_ids = sorted({job_id for series in histories for job_id in series.job_id})
+            excluded = await ChangeStore(session).excluded(job_ids)
+        work = [
+            (key, series, metrics[key.metric])
+            for key, series in zip(keys, histories, strict=True)
+            if key.metric in metrics and len(series)
+        ]
+        found = await anyio.to_thread.run_sync(
+            lambda: {key: _changes(key, series, metric, excluded) for key, series, metric in work}
+        )
+        if work:
+            now = datetime.now(UTC)
+            async with self._sessionmaker() as session, session.begin():
+                store = ChangeStore(session)
+                for key, series, _ in work:
+                    since = _time(series.time_ns[0])
+                    await store.replace_series(key, found[key], since=since, now=now)
+        return {key: found.get(key, []) for key in keys}
 
     async def all_keys(self, *, min_builds: int = MIN_BUILDS) -> list[SeriesKey]:
         """Every series with enough builds: branch × dataset × filter × instrument combinations
@@ -208,12 +240,14 @@ class DetectionScheduler:
     def __init__(self, service: RegressionService, *, debounce_s: float = 5.0) -> None:
         self._service = service
         self._debounce_s = debounce_s
-        self._touched: set[SeriesKey] = set()
+        self._touched: dict[Group, set[str]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def touch(self, keys: Iterable[SeriesKey]) -> None:
-        self._touched.update(keys)
+    def touch_points(self, points: Iterable[SeriesPoint]) -> None:
+        """Remember the series these (delivered) points add to."""
+        for group, metrics in groups_of_points(points).items():
+            self._touched.setdefault(group, set()).update(metrics)
         if self._touched:
             self._wake.set()
 
@@ -241,14 +275,20 @@ class DetectionScheduler:
 
     async def flush(self) -> int:
         """Detect every touched series now (tests, shutdown); returns how many."""
-        keys, self._touched = self._touched, set()
+        touched, self._touched = self._touched, {}
         self._wake.clear()
-        for key in keys:
+        count = 0
+        for (package, dataset, filter_, instrument, branch), metrics in sorted(touched.items()):
+            keys = [
+                SeriesKey(f"{package}.{metric}", dataset, filter_, instrument, branch)
+                for metric in sorted(metrics)
+            ]
+            count += len(keys)
             try:
-                await self._service.detect(key)
-            except Exception as error:  # one bad series must not stop the others
-                log.warning("detection failed", metric=key.metric, error=str(error))
-        return len(keys)
+                await self._service.detect_many(keys)
+            except Exception as error:  # one bad group must not stop the others
+                log.warning("detection failed", package=package, dataset=dataset, error=str(error))
+        return count
 
     async def _run(self) -> None:
         while True:

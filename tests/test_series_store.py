@@ -161,3 +161,31 @@ async def test_rewriting_the_same_points_stores_them_once(store: Store) -> None:
     series = await store.query(SeriesQuery(PKG, "PA1", limit=100))
     assert series.value == [t / 3 for t in range(20)]
     assert await store.count_points("no_such_package") == 0
+
+
+async def test_query_many_reads_each_series_as_query_does(store: Store) -> None:
+    await store.write(
+        [
+            point(n, job + n, {"PA1": float(n), "AM1": n * 10.0, "TE1": math.nan}, tags=tags)
+            for n in range(1, 6)
+            for job, tags in ((100, {"dataset": "A", "branch": "main"}), (300, {"dataset": "B"}))
+        ]
+        + [point(9, 200, {"PA1": 9.0}, tags={"dataset": "A", "branch": "main"})]
+    )
+    queries = [
+        SeriesQuery(PKG, "PA1", {"dataset": "A", "branch": "main"}, limit=3),
+        SeriesQuery(PKG, "AM1", {"dataset": "A", "branch": "main"}),
+        SeriesQuery(PKG, "TE1", {"dataset": "B"}),
+        SeriesQuery(PKG, "none", {"dataset": "A"}),
+        SeriesQuery(PKG, "PA1", {"dataset": "B"}, limit=0),
+        SeriesQuery("other", "PA1"),
+    ]
+    many = await store.query_many(queries)
+    assert [rows(s) for s in many] == [rows(await store.query(q)) for q in queries]
+    assert [len(s) for s in many] == [3, 5, 5, 0, 0, 0]
+    assert many[0].value == [4.0, 5.0, 9.0]
+    assert many[2].value == [None] * 5
+    assert await store.query_many([]) == []
+    # More statements than one InfluxDB request carries (STATEMENTS_PER_QUERY = 100).
+    windows = [SeriesQuery(PKG, "PA1", {"dataset": "A"}, limit=k % 7) for k in range(230)]
+    assert [len(s) for s in await store.query_many(windows)] == [k % 7 for k in range(230)]

@@ -75,6 +75,11 @@ class TimeSeriesStore(Protocol):
         """Read one metric's series.  Raises ``SeriesStoreError`` when the backend fails."""
         ...
 
+    async def query_many(self, queries: Sequence[SeriesQuery]) -> list[Series]:
+        """Several series, in the order of ``queries``, in as few round trips as the backend
+        allows (each as ``query`` would read it).  Raises ``SeriesStoreError``."""
+        ...
+
     async def count_points(self, package: str) -> int:
         """How many points (jobs) a package holds: for checks and benchmarks."""
         ...

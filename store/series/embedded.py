@@ -85,6 +85,10 @@ class EmbeddedSeriesStore:
             commit=[row[3] for row in rows],
         )
 
+    async def query_many(self, queries: Sequence[SeriesQuery]) -> list[Series]:
+        """Several series, one after the other (one SQL query each)."""
+        return [await self.query(query) for query in queries]
+
     async def count_points(self, package: str) -> int:
         statement = select(func.count(distinct(SQLSeriesPoint.job_id))).where(
             SQLSeriesPoint.package == package

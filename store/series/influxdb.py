@@ -23,6 +23,7 @@ MAX_BATCH_BYTES = 5_000_000
 # Rows per chunk of a chunked /query response.  Chunked responses are never cut by the
 # server's ``max-row-limit`` (a non-chunked one is, silently but for a "partial" flag).
 QUERY_CHUNK_ROWS = 10_000
+STATEMENTS_PER_QUERY = 100  # SELECTs sent in one /query request by ``query_many``
 _ERROR_TEXT_CHARS = 500
 
 _IDENTIFIER_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
@@ -70,7 +71,16 @@ def parse_query_response(body: bytes) -> list[dict[str, Any]]:
 
     Raises ``SeriesStoreError`` with InfluxDB's message if a statement failed.
     """
-    merged: dict[str, dict[str, Any]] = {}
+    return [series for by_statement in parse_statements(body).values() for series in by_statement]
+
+
+def parse_statements(body: bytes) -> dict[int, list[dict[str, Any]]]:
+    """The series of each statement (by ``statement_id``) of a (possibly chunked) /query
+    response of one or more statements, chunks of one series merged.
+
+    Raises ``SeriesStoreError`` with InfluxDB's message if a statement failed.
+    """
+    merged: dict[int, dict[str, dict[str, Any]]] = {}
     for line in body.splitlines():
         if not line.strip():
             continue
@@ -80,13 +90,14 @@ def parse_query_response(body: bytes) -> list[dict[str, Any]]:
         for result in document.get("results", ()):
             if "error" in result:
                 raise SeriesStoreError(f"InfluxDB query failed: {result['error']}")
+            statement = merged.setdefault(int(result.get("statement_id", 0)), {})
             for series in result.get("series", ()):
                 key = orjson.dumps([series.get("name"), series.get("tags")]).decode()
-                if key in merged:
-                    merged[key]["values"].extend(series.get("values", ()))
+                if key in statement:
+                    statement[key]["values"].extend(series.get("values", ()))
                 else:
-                    merged[key] = {**series, "values": list(series.get("values", ()))}
-    return list(merged.values())
+                    statement[key] = {**series, "values": list(series.get("values", ()))}
+    return {sid: list(series.values()) for sid, series in merged.items()}
 
 
 def series_from_rows(columns: Sequence[str], rows: list[list[Any]], metric: str) -> Series:
@@ -192,6 +203,25 @@ class InfluxDBSeriesStore:
         first = merged[0]
         return series_from_rows(first["columns"], first["values"], query.metric)
 
+    async def query_many(self, queries: Sequence[SeriesQuery]) -> list[Series]:
+        """Several series, ``STATEMENTS_PER_QUERY`` InfluxQL statements per /query request."""
+        found: list[Series] = []
+        for start in range(0, len(queries), STATEMENTS_PER_QUERY):
+            chunk = queries[start : start + STATEMENTS_PER_QUERY]
+            wanted = [(i, q) for i, q in enumerate(chunk) if q.limit > 0]
+            by_statement: dict[int, list[dict[str, Any]]] = {}
+            if wanted:
+                statements = "; ".join(build_select(q) for _, q in wanted)
+                by_statement = parse_statements(await self._query_body(statements))
+            series = [Series() for _ in chunk]
+            for statement_id, (i, query) in enumerate(wanted):
+                result = by_statement.get(statement_id)
+                if result:
+                    first = result[0]
+                    series[i] = series_from_rows(first["columns"], first["values"], query.metric)
+            found.extend(series)
+        return found
+
     async def count_points(self, package: str) -> int:
         """How many points the package's measurement holds (for tests and checks)."""
         merged = await self._query(
@@ -207,6 +237,9 @@ class InfluxDBSeriesStore:
             await self._client.aclose()
 
     async def _query(self, statement: str) -> list[dict[str, Any]]:
+        return parse_query_response(await self._query_body(statement))
+
+    async def _query_body(self, statement: str) -> bytes:
         params = {
             **self._params,
             "epoch": "ns",
@@ -218,7 +251,7 @@ class InfluxDBSeriesStore:
         )
         if response.status_code != 200:
             raise _status_error("query", response)
-        return parse_query_response(response.content)
+        return response.content
 
     async def _send(
         self,
