@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import synthetic_ci
+from peer_venv import peer_python
 
 from specwatch.metrics.changepoint import change_points
 
@@ -46,18 +47,8 @@ def cpd_module(name: str) -> ModuleType:
 
 def cpd_python(given: str | None) -> str:
     """A Python with the cpd tool's requirements (ruptures, apache-otava, …)."""
-    if given:
-        return given
-    venv = Path(tempfile.gettempdir()) / "specwatch-cpd-venv"
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import ruptures, otava, asv"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return str(python)
-    print(f"creating {venv} with {CPD / 'requirements.txt'} …", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "-r", str(CPD / "requirements.txt")]
-    subprocess.run(pip, check=True, capture_output=True)
-    return str(python)
+    requirements = ["-r", str(CPD / "requirements.txt")]
+    return peer_python(given, "specwatch-cpd-venv", requirements, "import ruptures, otava, asv")
 
 
 def run_tool(python: str, args: Sequence[str], out: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import synthetic_ci
+from peer_venv import peer_python
 
 from specwatch.metrics.changepoint import detect_many
 
@@ -60,18 +61,7 @@ print(json.dumps({"times": times, "change_points": found}))
 
 def otava_python(given: str | None) -> str:
     """A Python with apache-otava 0.8 (given, or a venv created once under the temp folder)."""
-    if given:
-        return given
-    venv = Path(tempfile.gettempdir()) / "specwatch-otava-venv"
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import otava.analysis"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return str(python)
-    print(f"creating {venv} with {OTAVA} …", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", OTAVA]
-    subprocess.run(pip, check=True, capture_output=True)
-    return str(python)
+    return peer_python(given, "specwatch-otava-venv", [OTAVA], "import otava.analysis")
 
 
 def score(truth: list[list[int]], found: list[list[int]], builds: int) -> dict[str, float]:

@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from specwatch import detect_cli
 from specwatch.config import Settings
 from specwatch.exceptions import SpecwatchError
 from specwatch.logging import configure_logging
@@ -259,12 +260,7 @@ def requirements_import(settings: Settings, file: Path) -> None:
 
 
 @main.command("detect")
-@click.option(
-    "--stdin",
-    "from_stdin",
-    is_flag=True,
-    help='Read {"values": [...]} from stdin, print {"change_points": [...]}.',
-)
+@detect_cli.stdin_option
 @click.option(
     "--all",
     "everything",
@@ -278,8 +274,6 @@ def detect(ctx: click.Context, from_stdin: bool, everything: bool) -> None:
         click.echo("specwatch: error: give exactly one of --stdin and --all", err=True)
         sys.exit(2)
     if from_stdin:
-        from specwatch import detect_cli
-
         ctx.invoke(detect_cli.detect, from_stdin=True)
         return
     settings: Settings = ctx.obj

@@ -48,13 +48,16 @@ def parse_values(text: str) -> list[float | None]:
     return values
 
 
-@click.command("detect")
-@click.option(
+stdin_option = click.option(
     "--stdin",
     "from_stdin",
     is_flag=True,
     help='Read {"values": [...]} from stdin, print {"change_points": [...]}.',
 )
+
+
+@click.command("detect")
+@stdin_option
 def detect(from_stdin: bool) -> None:
     """Find persistent level shifts in one metric history."""
     if not from_stdin:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from specwatch.exceptions import DefinitionError, UnitConversionError
 from specwatch.metrics.model import Direction, Level, Metric, Reference, Specification
@@ -235,22 +236,19 @@ class DefinitionStore:
 
     async def specs_for_metrics(self, full_names: Sequence[str]) -> list[Specification]:
         """The active specifications of several metrics, by name."""
-        specs: list[Specification] = []
-        for chunk in _chunks(sorted(set(full_names))):
-            query = select(SQLSpecification).where(
-                SQLSpecification.metric_full_name.in_(chunk),
-                SQLSpecification.retired_at.is_(None),
-            )
-            specs.extend(_to_spec(row) for row in await self._session.scalars(query))
-        return sorted(specs, key=lambda spec: spec.full_name)
+        return await self._active_specs_in(SQLSpecification.metric_full_name, full_names)
 
     async def specs_for_packages(self, packages: Sequence[str]) -> list[Specification]:
         """The active specifications of the metrics of several packages, by name."""
+        return await self._active_specs_in(SQLSpecification.package, packages)
+
+    async def _active_specs_in(
+        self, column: InstrumentedAttribute[str], values: Sequence[str]
+    ) -> list[Specification]:
         specs: list[Specification] = []
-        for chunk in _chunks(sorted(set(packages))):
+        for chunk in _chunks(sorted(set(values))):
             query = select(SQLSpecification).where(
-                SQLSpecification.package.in_(chunk),
-                SQLSpecification.retired_at.is_(None),
+                column.in_(chunk), SQLSpecification.retired_at.is_(None)
             )
             specs.extend(_to_spec(row) for row in await self._session.scalars(query))
         return sorted(specs, key=lambda spec: spec.full_name)
