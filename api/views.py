@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import orjson
 
+from specwatch.api.responses import dumps
 from specwatch.metrics.model import Blob, Measurement, Metric, Specification
 from specwatch.store.jobs import CONTEXT_FIELDS, StoredJob, encode_value
 
@@ -87,9 +90,14 @@ def spec_view(spec: Specification) -> dict[str, Any]:
     }
 
 
+def utc_times(times_ns: list[int]) -> npt.NDArray[np.datetime64]:
+    """Nanosecond timestamps as UTC instants to the microsecond, for ``FastJSONResponse``:
+    orjson writes them as ``iso()`` does ("2026-01-01T00:00:00Z", "…:00.000042Z"), about
+    ten times faster than formatting strings in Python."""
+    return np.array(times_ns, dtype="datetime64[ns]").astype("datetime64[us]")
+
+
 def iso_times(times_ns: list[int]) -> list[str]:
-    """ISO 8601 UTC strings with microseconds ("2026-01-01T00:00:00.000042Z"), vectorised."""
-    if not times_ns:
-        return []
-    microseconds = np.array(times_ns, dtype="datetime64[ns]").astype("datetime64[us]")
-    return [f"{t}Z" for t in np.datetime_as_string(microseconds, unit="us").tolist()]
+    """The strings of ``utc_times`` (for plots and reports)."""
+    strings: list[str] = orjson.loads(dumps(utc_times(times_ns)))
+    return strings

@@ -4,6 +4,7 @@ problem shape of every error."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -305,6 +306,10 @@ async def test_series_columns_oldest_first_with_nan_as_null(
     assert comparable(columns) == expected_series(history, *range(8))
     assert columns["value"][4] is None  # the NaN of day 4 is still a build of the series
     assert all(t.endswith("Z") for t in columns["time"])
+    # The job's own time, as GET /jobs/{id} writes it (whole seconds: no fraction).
+    job = (await client.get(f"/api/v1/jobs/{columns['job_id'][0]}")).json()
+    assert columns["time"][0] == job["time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", columns["time"][0])
 
 
 async def test_series_filters(client: httpx.AsyncClient, history: dict[int, Sent]) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from specwatch.api.deps import Context, read_access
 from specwatch.api.responses import FastJSONResponse
-from specwatch.api.views import iso_times, metric_view, spec_view
+from specwatch.api.views import metric_view, spec_view, utc_times
 from specwatch.services.metrics import MAX_SERIES_POINTS, SeriesFilter
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], dependencies=[Depends(read_access)])
@@ -67,7 +67,7 @@ async def get_series(
         {
             "metric": metric.full_name,
             "unit": metric.unit,
-            "time": iso_times(series.time_ns),
+            "time": utc_times(series.time_ns),
             "value": series.value,
             "job_id": series.job_id,
             "commit": series.commit,

@@ -102,18 +102,23 @@ def parse_statements(body: bytes) -> dict[int, list[dict[str, Any]]]:
 
 def series_from_rows(columns: Sequence[str], rows: list[list[Any]], metric: str) -> Series:
     """Columns of ``rows`` (newest first, as queried) as a ``Series``, oldest first."""
+    if not rows:
+        return Series()
     index = {name: i for i, name in enumerate(columns)}
-    time_i, value_i = index["time"], index.get(metric)
-    job_i, commit_i = index.get(JOB_ID_FIELD), index.get(COMMIT_FIELD)
-    series = Series()
-    for row in reversed(rows):
-        series.time_ns.append(int(row[time_i]))
-        value = None if value_i is None else row[value_i]
-        series.value.append(None if value is None else float(value))  # NaN marker rows: None
-        job_id = None if job_i is None else row[job_i]
-        series.job_id.append(0 if job_id is None else int(job_id))
-        series.commit.append(None if commit_i is None else row[commit_i])
-    return series
+    table = list(zip(*reversed(rows), strict=True))  # transposed in C: one tuple per column
+    n = len(rows)
+
+    def column(name: str) -> tuple[Any, ...]:
+        i = index.get(name)
+        return table[i] if i is not None else (None,) * n
+
+    return Series(
+        time_ns=[int(t) for t in table[index["time"]]],
+        # InfluxDB writes 5.0 as 5; NaN-marker rows have no value (None).
+        value=[None if v is None else float(v) for v in column(metric)],
+        job_id=[0 if j is None else int(j) for j in column(JOB_ID_FIELD)],
+        commit=list(column(COMMIT_FIELD)),
+    )
 
 
 class InfluxDBSeriesStore:
