@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "version": __version__,
                 "series_store": context.series.name,
                 "outbox_pending": await context.deliverer.pending(),
+                # Series waiting for change detection (after ingests or a definition change).
+                "detection_pending": context.detection.pending if context.detection else 0,
             }
         )
 

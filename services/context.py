@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -114,7 +115,19 @@ class ProcessContext:
         )
 
     def definitions(self) -> DefinitionService:
-        return DefinitionService(self.sessionmaker)
+        return DefinitionService(self.sessionmaker, redetect=self._redetect_metrics)
+
+    async def _redetect_metrics(self, metrics: Sequence[str]) -> int:
+        """Detect the series of ``metrics`` again: in the background when this process runs
+        detection (``/healthz`` counts what is pending), else now.  Returns how many."""
+        regressions = self.regressions()
+        wanted = set(metrics)
+        keys = [key for key in await regressions.all_keys() if key.metric in wanted]
+        if self.detection is not None:
+            self.detection.touch_keys(keys)
+        else:
+            await regressions.detect_many(keys)
+        return len(keys)
 
     def metrics(self) -> MetricService:
         return MetricService(self.sessionmaker, self.series)

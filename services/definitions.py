@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,8 @@ class ImportSummary:
     specs_updated: int
     specs_unchanged: int
     specs_retired: int
+    # Series whose changes are detected again: their metric's direction or floor changed.
+    series_redetected: int = 0
 
 
 def read_definition_tree(root: Path) -> dict[str, str]:
@@ -96,11 +98,18 @@ async def register_job_definitions(
     await store.remember_digest(digest, now)
 
 
+# Re-detects the series of some metrics (names); returns how many series that is.
+Redetect = Callable[[Sequence[str]], Awaitable[int]]
+
+
 class DefinitionService:
     """Imports of metric and specification definitions."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, redetect: Redetect | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._redetect = redetect
 
     async def import_files(
         self,
@@ -145,6 +154,9 @@ class DefinitionService:
                 retired = await store.retire_specs(
                     spec_packages, {s.full_name for s in definitions.specs}, now
                 )
+        redetected = 0
+        if metrics.detection_changed and self._redetect is not None:
+            redetected = await self._redetect(metrics.detection_changed)
         summary = ImportSummary(
             metrics.added,
             metrics.updated,
@@ -153,6 +165,7 @@ class DefinitionService:
             specs.updated,
             specs.unchanged,
             retired,
+            redetected,
         )
         log.info("definitions imported", **asdict(summary))
         return summary

@@ -251,6 +251,20 @@ class DetectionScheduler:
         if self._touched:
             self._wake.set()
 
+    def touch_keys(self, keys: Iterable[SeriesKey]) -> None:
+        """Remember series to detect again (their metric's definition changed)."""
+        for key in keys:
+            package, metric = split_metric_name(key.metric)
+            group = (package, key.dataset, key.filter, key.instrument, key.branch)
+            self._touched.setdefault(group, set()).add(metric)
+        if self._touched:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Series waiting for their detection."""
+        return sum(len(metrics) for metrics in self._touched.values())
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="specwatch-detection")

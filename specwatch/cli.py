@@ -238,6 +238,7 @@ def definitions_import(settings: Settings, directory: Path, no_retire: bool) -> 
         f"{summary.metrics_unchanged} unchanged; specs: {summary.specs_added} added, "
         f"{summary.specs_updated} updated, {summary.specs_unchanged} unchanged, "
         f"{summary.specs_retired} retired"
+        + (f"; {summary.series_redetected} series re-detected" if summary.series_redetected else "")
     )
 
 

@@ -25,6 +25,8 @@ class UpsertCounts:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Metrics whose direction or regression floor changed: their stored changes are stale.
+    detection_changed: tuple[str, ...] = ()
 
 
 def _to_metric(row: SQLMetric) -> Metric:
@@ -110,6 +112,7 @@ class DefinitionStore:
         """
         existing = await self._metric_rows([m.full_name for m in metrics])
         added = updated = unchanged = 0
+        detection_changed = []
         for metric in metrics:
             row = existing.get(metric.full_name)
             if row is None:
@@ -147,6 +150,12 @@ class DefinitionStore:
             ):
                 unchanged += 1
                 continue
+            if (row.direction, row.floor_abs, row.floor_pct) != (
+                metric.direction.value,
+                metric.floor_abs,
+                metric.floor_pct,
+            ):
+                detection_changed.append(metric.full_name)
             row.description = metric.description
             row.tags = list(metric.tags)
             row.reference = metric.reference.as_dict()
@@ -155,7 +164,7 @@ class DefinitionStore:
             row.updated_at = now
             updated += 1
         await self._session.flush()
-        return UpsertCounts(added, updated, unchanged)
+        return UpsertCounts(added, updated, unchanged, tuple(sorted(detection_changed)))
 
     async def upsert_specs(
         self, specs: Sequence[Specification], now: datetime, *, source: str, only_new: bool = False

@@ -520,6 +520,7 @@ _ALL_ZERO = {
     "specs_updated": 0,
     "specs_unchanged": 0,
     "specs_retired": 0,
+    "series_redetected": 0,
 }
 _SPEC_DOCS = DEMO_FILES["specs/demo/PA1.yaml"].split("---\n")
 

@@ -19,7 +19,7 @@ from conftest import empty_postgres_database, lsst_data
 from influxdb_server import free_port
 
 from specwatch.cli import main
-from specwatch.services.demo_history import demo_events
+from specwatch.services.demo_history import demo_definition_files, demo_events
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -115,7 +115,7 @@ def test_definitions_import_of_a_folder_that_is_not_a_tree(
     assert "holds neither metrics/ nor specs/" in result.output
 
 
-def test_demo_is_idempotent(env: dict[str, str]) -> None:
+def test_demo_is_idempotent(env: dict[str, str], tmp_path: Path) -> None:
     run(env, "db", "upgrade")
     first = run(env, "demo")
     assert first.exit_code == 0, first.output
@@ -133,6 +133,17 @@ def test_demo_is_idempotent(env: dict[str, str]) -> None:
     detected = run(env, "detect", "--all")
     assert detected.exit_code == 0, detected.output
     assert detected.output.strip() == "detect: 56 series, 8 change points"  # 28 metrics × 2
+    # A metric whose better direction changes has its series (one per dataset) re-detected.
+    tree = tmp_path / "defs"
+    for name, text in demo_definition_files().items():
+        if name.startswith("metrics/"):
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            if name == "metrics/validate_drp.yaml":
+                text = text.replace("\nPA1:\n", "\nPA1:\n  direction: higher\n", 1)
+            (tree / name).write_text(text)
+    imported = run(env, "definitions", "import", "--no-retire", str(tree))
+    assert imported.exit_code == 0, imported.output
+    assert imported.output.rstrip().endswith("; 2 series re-detected"), imported.output
 
 
 def test_help_on_every_command(env: dict[str, str]) -> None:

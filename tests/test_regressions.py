@@ -194,3 +194,41 @@ async def test_series_waiting_for_detection_are_detected_at_shutdown(stack: Stac
         assert sorted(c.key.metric for c in found) == ["reg.AM1", "reg.COMP", "reg.PA1"]
     finally:
         await context.close()
+
+
+async def test_a_changed_direction_or_floor_redetects_the_history(
+    app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    context: ProcessContext = app.state.context
+    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
+    for n, values in enumerate(history()):
+        await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+    assert context.detection is not None
+    await context.detection.flush()
+    worse = (await client.get("/api/v1/regressions")).json()["changes"]
+    assert sorted(c["metric"] for c in worse) == ["reg.AM1", "reg.PA1"]
+
+    # PA1 is now better higher; AM1 gets a floor of 50 % (its step is 30 %).
+    metrics = (
+        DEFINITIONS["metrics/reg.yaml"]
+        .replace("PA1:\n  unit: mmag\n", "PA1:\n  unit: mmag\n  direction: higher\n")
+        .replace(
+            "AM1:\n  unit: marcsec\n", "AM1:\n  unit: marcsec\n  regression_floor: {pct: 50}\n"
+        )
+    )
+    imported = await client.post(
+        "/api/v1/definitions", json={"files": {"metrics/reg.yaml": metrics}}, headers=auth
+    )
+    assert imported.json()["metrics_updated"] == 2
+    assert imported.json()["series_redetected"] == 2
+    assert (await client.get("/healthz")).json()["detection_pending"] == 2
+    await context.detection.flush()
+    assert (await client.get("/healthz")).json()["detection_pending"] == 0
+    assert (await client.get("/api/v1/regressions")).json()["changes"] == []
+    better = (await client.get("/api/v1/regressions", params={"verdict": "better"})).json()
+    assert sorted(c["metric"] for c in better["changes"]) == ["reg.COMP", "reg.PA1"]
+    # Re-importing the same definitions re-detects nothing.
+    again = await client.post(
+        "/api/v1/definitions", json={"files": {"metrics/reg.yaml": metrics}}, headers=auth
+    )
+    assert again.json()["series_redetected"] == 0
