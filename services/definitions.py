@@ -14,7 +14,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from specwatch.exceptions import DefinitionError, PermissionDeniedError
+from specwatch.exceptions import DefinitionError, PermissionDeniedError, SeriesStoreError
 from specwatch.metrics.definitions import (
     Definitions,
     infer_directions,
@@ -156,7 +156,14 @@ class DefinitionService:
                 )
         redetected = 0
         if metrics.detection_changed and self._redetect is not None:
-            redetected = await self._redetect(metrics.detection_changed)
+            try:
+                redetected = await self._redetect(metrics.detection_changed)
+            except SeriesStoreError as error:  # the import stands; the next ingest or
+                log.warning(  # `specwatch detect --all` brings the changes up to date
+                    "re-detection after import failed",
+                    metrics=list(metrics.detection_changed),
+                    error=str(error),
+                )
         summary = ImportSummary(
             metrics.added,
             metrics.updated,

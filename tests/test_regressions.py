@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -11,8 +12,11 @@ import pytest
 from conftest import Stack
 from fastapi import FastAPI
 
+from specwatch.exceptions import SeriesStoreError
 from specwatch.metrics.definitions import parse_definition_files
+from specwatch.metrics.model import Direction
 from specwatch.services.context import ProcessContext
+from specwatch.services.definitions import DefinitionService
 from specwatch.services.demo import load_demo
 from specwatch.services.demo_history import demo_events
 from specwatch.store.changes import ChangeFilter, SeriesKey
@@ -232,3 +236,17 @@ async def test_a_changed_direction_or_floor_redetects_the_history(
         "/api/v1/definitions", json={"files": {"metrics/reg.yaml": metrics}}, headers=auth
     )
     assert again.json()["series_redetected"] == 0
+
+
+async def test_an_import_stands_when_its_redetection_fails(context: ProcessContext) -> None:
+    async def unreachable(metrics: Sequence[str]) -> int:
+        raise SeriesStoreError("InfluxDB query failed: cannot reach it")
+
+    service = DefinitionService(context.sessionmaker, redetect=unreachable)
+    await service.import_files({"metrics/reg.yaml": "PA1:\n  unit: mmag\n"})
+    summary = await service.import_files(
+        {"metrics/reg.yaml": "PA1:\n  unit: mmag\n  direction: higher\n"}
+    )
+    assert (summary.metrics_updated, summary.series_redetected) == (1, 0)
+    metric = await context.metrics().get("reg.PA1")
+    assert metric[0].direction is Direction.HIGHER
