@@ -158,7 +158,7 @@ def token() -> None:
     "scopes",
     multiple=True,
     required=True,
-    help="write:jobs, write:definitions or read (repeatable).",
+    help="write:jobs, write:definitions, triage or read (repeatable).",
 )
 @click.option(
     "--package", "packages", multiple=True, help="Limit writes to a package (repeatable)."
