@@ -31,7 +31,7 @@ SHIPPED_SUFFIXES = (".py", ".yaml", ".mako")
 
 
 def source_files() -> set[str]:
-    expected = set()
+    expected: set[str] = set()
     for folder, target in FOLDERS.items():
         for directory, subdirs, files in os.walk(ROOT / folder):  # links are not followed
             subdirs[:] = [d for d in subdirs if d != "__pycache__"]
