@@ -76,6 +76,21 @@ def groups_of_points(points: Iterable[SeriesPoint]) -> dict[Group, set[str]]:
     return groups
 
 
+def group_of(key: SeriesKey) -> tuple[Group, str]:
+    """A series' group (package and context) and its metric's short name."""
+    package, metric = split_metric_name(key.metric)
+    return (package, key.dataset, key.filter, key.instrument, key.branch), metric
+
+
+def keys_of_group(group: Group, metrics: Iterable[str]) -> list[SeriesKey]:
+    """The series of some metrics of a group, by metric name."""
+    package, dataset, filter_, instrument, branch = group
+    return [
+        SeriesKey(f"{package}.{metric}", dataset, filter_, instrument, branch)
+        for metric in sorted(metrics)
+    ]
+
+
 def _time(time_ns: int) -> datetime:
     return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC).replace(
         microsecond=(time_ns // 1000) % 1_000_000
@@ -133,14 +148,13 @@ class RegressionService:
         Series of one package and context (a job's measurements) are read together and
         their changes stored in one transaction.
         """
-        groups: dict[tuple[str, ...], list[SeriesKey]] = {}
-        for key in set(keys):
-            package = split_metric_name(key.metric)[0]
-            group = (package, key.dataset, key.filter, key.instrument, key.branch)
-            groups.setdefault(group, []).append(key)
+        groups: dict[Group, set[str]] = {}
+        for key in keys:
+            group, metric = group_of(key)
+            groups.setdefault(group, set()).add(metric)
         total = 0
-        for _, members in sorted(groups.items()):
-            found = await self._detect_group(sorted(members, key=lambda k: k.metric))
+        for group, metrics in sorted(groups.items()):
+            found = await self._detect_group(keys_of_group(group, metrics))
             total += sum(len(changes) for changes in found.values())
         return total
 
@@ -254,8 +268,7 @@ class DetectionScheduler:
     def touch_keys(self, keys: Iterable[SeriesKey]) -> None:
         """Remember series to detect again (their metric's definition changed)."""
         for key in keys:
-            package, metric = split_metric_name(key.metric)
-            group = (package, key.dataset, key.filter, key.instrument, key.branch)
+            group, metric = group_of(key)
             self._touched.setdefault(group, set()).add(metric)
         if self._touched:
             self._wake.set()
@@ -292,16 +305,14 @@ class DetectionScheduler:
         touched, self._touched = self._touched, {}
         self._wake.clear()
         count = 0
-        for (package, dataset, filter_, instrument, branch), metrics in sorted(touched.items()):
-            keys = [
-                SeriesKey(f"{package}.{metric}", dataset, filter_, instrument, branch)
-                for metric in sorted(metrics)
-            ]
-            count += len(keys)
+        for group, metrics in sorted(touched.items()):
+            count += len(metrics)
             try:
-                await self._service.detect_many(keys)
+                await self._service.detect_many(keys_of_group(group, metrics))
             except Exception as error:  # one bad group must not stop the others
-                log.warning("detection failed", package=package, dataset=dataset, error=str(error))
+                log.warning(
+                    "detection failed", package=group[0], dataset=group[1], error=str(error)
+                )
         return count
 
     async def _run(self) -> None:
