@@ -24,6 +24,9 @@ from specwatch.exceptions import DefinitionError
 from .model import Level, Specification
 from .verification import Status, Verdict
 
+# How bad a verdict is, and where each rank is counted (pass, fail, not tested).
+_RANK = {Status.PASS: 0, Status.NOT_TESTED: 1, Status.FAIL: 2}
+_SLOT = {0: 0, 2: 1, 1: 2}
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$")
 
 
@@ -139,14 +142,23 @@ def specs_of(requirement: Requirement, specs: Iterable[Specification]) -> tuple[
 def requirement_status(
     requirement: Requirement, spec_names: Sequence[str], verdicts: Iterable[Verdict]
 ) -> RequirementStatus:
-    """Status of a requirement from the verdicts of one build (specs that apply to it)."""
+    """Status of a requirement from the verdicts of one build (specs that apply to it).
+
+    Each spec counts once: a build of several jobs may test it several times (one job per
+    filter, say), and it passes only where every one passes; a failure anywhere fails it,
+    and otherwise a test not done (NaN, missing) leaves it not tested.
+    """
     wanted = set(spec_names)
-    counts: dict[str, list[int]] = {level.value: [0, 0, 0] for level in Level}
+    worst: dict[str, tuple[int, Level]] = {}
     for verdict in verdicts:
         if verdict.spec not in wanted or verdict.level is None:
             continue
-        slot = {Status.PASS: 0, Status.FAIL: 1, Status.NOT_TESTED: 2}[verdict.status]
-        counts[verdict.level.value][slot] += 1
+        rank = _RANK[verdict.status]
+        if verdict.spec not in worst or rank > worst[verdict.spec][0]:
+            worst[verdict.spec] = (rank, verdict.level)
+    counts: dict[str, list[int]] = {level.value: [0, 0, 0] for level in Level}
+    for rank, level in worst.values():
+        counts[level.value][_SLOT[rank]] += 1
     levels = {level: LevelCounts(*c) for level, c in counts.items()}
     design = levels[Level.DESIGN.value]
     total = design.passed + design.failed + design.not_tested

@@ -10,7 +10,13 @@ import pytest
 
 from specwatch.exceptions import DefinitionError
 from specwatch.metrics.model import Level, Specification
-from specwatch.metrics.requirements import Method, Requirement, parse_requirements, specs_of
+from specwatch.metrics.requirements import (
+    Method,
+    Requirement,
+    parse_requirements,
+    requirement_status,
+    specs_of,
+)
 from specwatch.metrics.verification import (
     Status,
     evaluate,
@@ -112,6 +118,27 @@ def test_highest_level_is_cumulative() -> None:
     assert level(6.0) is Level.MINIMUM
     assert level(9.0) is None
     assert level(math.nan) is None
+
+
+def test_a_spec_tested_by_several_jobs_of_a_build_counts_once() -> None:
+    specs = [
+        spec("des", 5.0),
+        spec("min", 8.0, level=Level.MINIMUM),
+        spec("s", 3.0, level=Level.STRETCH),
+    ]
+    # One job per filter: r passes everything, g fails design and is not tested at stretch.
+    r = verify({"vd.PA1": (2.0, "mmag")}, specs, {})
+    g = [*verify({"vd.PA1": (6.0, "mmag")}, specs[:2], {}), evaluate(specs[2], None, "mmag")]
+    status = requirement_status(Requirement("R-1"), [s.full_name for s in specs], r + g)
+    assert {level: counts.as_dict() for level, counts in status.levels.items()} == {
+        "minimum": {"pass": 1, "fail": 0, "not_tested": 0},
+        "design": {"pass": 0, "fail": 1, "not_tested": 0},
+        "stretch": {"pass": 0, "fail": 0, "not_tested": 1},
+    }
+    assert status.fraction == 0.0
+    alone = requirement_status(Requirement("R-1"), [s.full_name for s in specs], r + r)
+    assert alone.fraction == 1.0
+    assert alone.levels["design"].as_dict() == {"pass": 1, "fail": 0, "not_tested": 0}
 
 
 def test_requirements_from_yaml_and_csv() -> None:
