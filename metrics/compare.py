@@ -4,7 +4,9 @@ The baseline's spread is estimated from its builds (up to ten on the target bran
 guessed: a head value is *within noise* when it lies within ``noise_k`` standard deviations of
 the baseline mean (or under the metric's floor), *regressed*/*improved* beyond that, in the
 metric's direction, and *unchanged* when equal.  With fewer than two baseline builds there is
-no spread to speak of; then only a change of more than ``fallback_pct`` % counts.
+no spread to speak of; then only a change of more than ``fallback_pct`` % counts.  A head
+without a value (NaN, or the metric not measured) where the baseline has values is *missing*:
+a build that stops computing a KPM must not pass as within noise.
 """
 
 from __future__ import annotations
@@ -20,17 +22,24 @@ from .model import Direction
 
 class Outcome(enum.StrEnum):
     REGRESSED = "regressed"
+    MISSING = "missing"
     IMPROVED = "improved"
     UNCHANGED = "unchanged"
     WITHIN_NOISE = "within_noise"
 
     @property
     def rank(self) -> int:
-        """Worst first: regressed, improved, within noise, unchanged."""
+        """Worst first: regressed, missing, improved, within noise, unchanged."""
         return _RANK[self]
 
 
-_RANK = {Outcome.REGRESSED: 0, Outcome.IMPROVED: 1, Outcome.WITHIN_NOISE: 2, Outcome.UNCHANGED: 3}
+_RANK = {
+    Outcome.REGRESSED: 0,
+    Outcome.MISSING: 1,
+    Outcome.IMPROVED: 2,
+    Outcome.WITHIN_NOISE: 3,
+    Outcome.UNCHANGED: 4,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +66,16 @@ def compare_values(
 ) -> Comparison:
     """Compare one metric's head value with its baseline values (NaNs ignored).
 
-    A head or baseline without values compares as *within noise* with null deltas: there is
-    nothing to say.
+    A head without a value is *missing* when the baseline has values; a baseline without
+    values compares as *within noise* with null deltas: there is nothing to say.
     """
     finite = base[np.isfinite(base)] if base.size else base
     n = int(finite.size)
     if head is None or not math.isfinite(head) or n == 0:
         mean = float(finite.mean()) if n else None
-        return Comparison(Outcome.WITHIN_NOISE, mean, None, n, _finite(head), None, None, None)
+        std = float(finite.std(ddof=1)) if n >= 2 else None
+        outcome = Outcome.MISSING if n and _finite(head) is None else Outcome.WITHIN_NOISE
+        return Comparison(outcome, mean, std, n, _finite(head), None, None, None)
     mean = float(finite.mean())
     std = float(finite.std(ddof=1)) if n >= 2 else None
     delta = head - mean

@@ -144,11 +144,16 @@ class CompareService:
     async def _compare_job(
         self, session: AsyncSession, head: StoredJob, baseline: Sequence[StoredJob]
     ) -> list[MetricComparison]:
-        names = [m.metric for m in head.measurements]
+        """Every metric of the head, and every metric of the baseline the head lacks."""
+        measured = {m.metric: m for m in head.measurements}
+        names = list(measured) + sorted(
+            {m.metric for job in baseline for m in job.measurements} - measured.keys()
+        )
         definitions = DefinitionStore(session)
         metrics = await definitions.get_metrics(names)
         specs = await definitions.specs_for_metrics(names)
-        head_verdicts = _by_metric(job_verdicts(head, specs))
+        units = {name: metric.unit for name, metric in metrics.items()}
+        head_verdicts = _by_metric(job_verdicts(head, specs, units))
         base_verdicts = _by_metric(job_verdicts(baseline[0], specs)) if baseline else {}
         values = {name: np.full(len(baseline), np.nan) for name in names}
         for column, job in enumerate(baseline):
@@ -156,22 +161,26 @@ class CompareService:
                 if measurement.metric in values:
                     values[measurement.metric][column] = measurement.value
         compared = []
-        for measurement in head.measurements:
-            metric = metrics.get(measurement.metric)
-            direction = metric.direction if metric else Direction.LOWER
-            verdicts = head_verdicts.get(measurement.metric, [])
+        for name in names:
+            metric = metrics.get(name)
+            in_head = measured.get(name)
+            verdicts = head_verdicts.get(name, [])
             compared.append(
                 MetricComparison(
-                    metric=measurement.metric,
+                    metric=name,
                     dataset=head.context.dataset,
                     filter=head.context.filter,
-                    unit=measurement.unit,
+                    unit=in_head.unit if in_head else (metric.unit if metric else ""),
                     comparison=compare_values(
-                        values[measurement.metric], measurement.value, direction
+                        values[name],
+                        in_head.value if in_head else None,
+                        metric.direction if metric else Direction.LOWER,
+                        min_abs=(metric.floor_abs or 0.0) if metric else 0.0,
+                        min_pct=(metric.floor_pct or 0.0) if metric else 0.0,
                     ),
                     head_job=head.id,
                     specs=verdicts,
-                    base_level=highest_level(base_verdicts.get(measurement.metric, [])),
+                    base_level=highest_level(base_verdicts.get(name, [])),
                     head_level=highest_level(verdicts),
                 )
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,45 @@ def test_compare_values_outcomes() -> None:
     assert compare_values(np.array([5.0]), 6.0, Direction.LOWER).outcome is Outcome.REGRESSED
     assert compare_values(base, None, Direction.LOWER).delta is None
     assert compare_values(np.array([]), 6.0, Direction.LOWER).outcome is Outcome.WITHIN_NOISE
+    # No head value where the baseline has some: missing, not within noise.
+    assert compare_values(base, None, Direction.LOWER).outcome is Outcome.MISSING
+    gone = compare_values(base, math.nan, Direction.LOWER)
+    assert (gone.outcome, gone.head_value, gone.base_n) == (Outcome.MISSING, None, 5)
+    assert compare_values(np.array([np.nan]), None, Direction.LOWER).outcome is (
+        Outcome.WITHIN_NOISE
+    )
+    assert compare_values(base, 6.0, Direction.LOWER, min_pct=25.0).outcome is (
+        Outcome.WITHIN_NOISE
+    )
+
+
+async def test_a_pr_that_drops_a_metric_or_stays_under_its_floor(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    floored = {
+        **DEFINITIONS,
+        "metrics/cmp.yaml": DEFINITIONS["metrics/cmp.yaml"].replace(
+            "AM1:\n  unit: marcsec\n", "AM1:\n  unit: marcsec\n  regression_floor: {pct: 50}\n"
+        ),
+    }
+    await client.post("/api/v1/definitions", json={"files": floored}, headers=auth)
+    rng = np.random.default_rng(3)
+    for n in range(1, 11):
+        body = job(n, 5.0 + rng.normal(0, 0.1), 10.0 + rng.normal(0, 0.2), 90 + rng.normal(0, 0.5))
+        await client.post("/api/v1/jobs", content=body, headers=auth)
+    # The PR makes AM1 30 % worse (under its floor) and no longer measures COMPLETENESS.
+    pr = json.loads(job(50, 5.0, 13.0, 90.0, branch="tickets/DM-2", pr=8, day=20))
+    pr["measurements"] = [m for m in pr["measurements"] if m["metric"] != "cmp.COMPLETENESS"]
+    await client.post("/api/v1/jobs", content=json.dumps(pr).encode(), headers=auth)
+    body = (await client.get("/api/v1/compare", params={"head": "pr:8"})).json()
+    rows = {r["metric"]: r for r in body["metrics"]}
+    assert rows["cmp.AM1"]["verdict"] == "within_noise"
+    assert rows["cmp.AM1"]["delta_pct"] == pytest.approx(30.0, abs=3.0)
+    gone = rows["cmp.COMPLETENESS"]
+    assert gone["verdict"] == "missing"
+    assert gone["head_value"] is None and gone["base_n"] == 10
+    assert gone["unit"] == "%"
+    assert body["metrics"][0]["metric"] == "cmp.COMPLETENESS"  # nothing regressed: it leads
 
 
 DEFINITIONS = {
