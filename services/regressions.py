@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 import anyio
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import NotFoundError
@@ -26,13 +25,13 @@ from specwatch.metrics.model import Metric, split_metric_name
 from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore, SeriesKey
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobStore, StoredJob
-from specwatch.store.models import SQLJob
 from specwatch.store.series.base import Series, SeriesPoint, SeriesQuery, TimeSeriesStore
 
 log = structlog.get_logger("specwatch.regressions")
 
 WINDOW = 500  # builds a detection looks at
 MIN_BUILDS = 8  # a shorter series says nothing yet
+RECENT_BUILDS = 20  # builds of a context whose metrics make its series
 
 
 def keys_of_job(job: StoredJob) -> list[SeriesKey]:
@@ -191,25 +190,15 @@ class RegressionService:
         return {key: found.get(key, []) for key in keys}
 
     async def all_keys(self, *, min_builds: int = MIN_BUILDS) -> list[SeriesKey]:
-        """Every series with enough builds: branch × dataset × filter × instrument combinations
-        of the jobs (pull requests left out), times the metrics of their latest job."""
+        """Every series with enough builds: branch × dataset × filter × instrument contexts of
+        the jobs (pull requests left out), times the metrics of their last ``RECENT_BUILDS``
+        jobs (so that a metric the very latest build happened to skip still counts)."""
         async with self._sessionmaker() as session:
-            groups = (
-                await session.execute(
-                    select(
-                        SQLJob.branch,
-                        SQLJob.dataset,
-                        SQLJob.filter,
-                        SQLJob.instrument,
-                        func.max(SQLJob.id),
-                    )
-                    .where(SQLJob.pr.is_(None), SQLJob.branch.is_not(None))
-                    .group_by(SQLJob.branch, SQLJob.dataset, SQLJob.filter, SQLJob.instrument)
-                    .having(func.count() >= min_builds)
-                )
-            ).all()
-            latest = await JobStore(session).get_many([row[4] for row in groups])
-        return [key for job in latest for key in keys_of_job(job)]
+            recent = await JobStore(session).recent_branch_builds(
+                per_context=RECENT_BUILDS, min_builds=min_builds
+            )
+        keys = {key for job in recent for key in keys_of_job(job)}
+        return sorted(keys, key=lambda k: (k.metric, k.dataset, k.filter, k.instrument, k.branch))
 
     async def changes(
         self, where: ChangeFilter, *, after: tuple[datetime, int] | None, limit: int

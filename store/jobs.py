@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -274,6 +274,28 @@ class JobStore:
                 )
             )
         return jobs
+
+    async def recent_branch_builds(self, *, per_context: int, min_builds: int) -> list[StoredJob]:
+        """The last ``per_context`` jobs (by build time) of each branch × dataset × filter ×
+        instrument that has at least ``min_builds`` (pull-request builds left out)."""
+        context = (SQLJob.branch, SQLJob.dataset, SQLJob.filter, SQLJob.instrument)
+        ranked = (
+            select(
+                SQLJob.id.label("id"),
+                func.row_number()
+                .over(partition_by=context, order_by=(SQLJob.time.desc(), SQLJob.id.desc()))
+                .label("rank"),
+                func.count().over(partition_by=context).label("builds"),
+            )
+            .where(SQLJob.pr.is_(None), SQLJob.branch.is_not(None))
+            .subquery()
+        )
+        ids = await self._session.scalars(
+            select(ranked.c.id)
+            .where(ranked.c.rank <= per_context, ranked.c.builds >= min_builds)
+            .order_by(ranked.c.id)
+        )
+        return await self.get_many(list(ids))
 
     async def latest_build(self, *, dataset: str | None, branch: str) -> list[StoredJob]:
         """The jobs of the newest build (same commit) of a branch and dataset, full."""

@@ -250,3 +250,17 @@ async def test_an_import_stands_when_its_redetection_fails(context: ProcessConte
     assert (summary.metrics_updated, summary.series_redetected) == (1, 0)
     metric = await context.metrics().get("reg.PA1")
     assert metric[0].direction is Direction.HIGHER
+
+
+async def test_every_series_counts_even_if_the_latest_build_skipped_its_metric(
+    app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    context: ProcessContext = app.state.context
+    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
+    rows = history()
+    del rows[-1]["reg.TE1"]  # the newest build did not measure TE1
+    for n, values in enumerate(rows):
+        await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+    keys = await context.regressions().all_keys()
+    assert sorted(k.metric for k in keys) == ["reg.AM1", "reg.COMP", "reg.PA1", "reg.TE1"]
+    assert {(k.dataset, k.filter, k.branch) for k in keys} == {("D", "r", "main")}
