@@ -65,6 +65,18 @@ def body(n: int, values: dict[str, float], **meta: object) -> bytes:
     ).encode()
 
 
+async def post_history(
+    client: httpx.AsyncClient, auth: dict[str, str], rows: list[dict[str, float]] | None = None
+) -> list[int]:
+    """Import the definitions and post the main history (``history()`` unless given)."""
+    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
+    ids = []
+    for n, values in enumerate(history() if rows is None else rows):
+        response = await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+        ids.append(response.json()["id"])
+    return ids
+
+
 @pytest.fixture
 async def triage(app: FastAPI) -> dict[str, str]:
     context: ProcessContext = app.state.context
@@ -76,11 +88,7 @@ async def test_changes_are_found_triaged_and_excluded(
     app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str], triage: dict[str, str]
 ) -> None:
     context: ProcessContext = app.state.context
-    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
-    ids = []
-    for n, values in enumerate(history()):
-        response = await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
-        ids.append(response.json()["id"])
+    ids = await post_history(client, auth)
     # A pull request's build is no point of the main series.
     await client.post(
         "/api/v1/jobs", headers=auth, content=body(99, {"reg.PA1": 50.0}, branch="tickets/X", pr=3)
@@ -139,9 +147,7 @@ async def test_pages_follow_the_list_whatever_order_changes_were_stored_in(
     app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     context: ProcessContext = app.state.context
-    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
-    for n, values in enumerate(history()):
-        await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+    await post_history(client, auth)
     # The newest change is stored first: ids grow as times fall.
     for metric in ("reg.AM1", "reg.COMP", "reg.PA1"):
         await context.regressions().detect(SeriesKey(metric, "D", "r", "", "main"))
@@ -204,9 +210,7 @@ async def test_a_changed_direction_or_floor_redetects_the_history(
     app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     context: ProcessContext = app.state.context
-    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
-    for n, values in enumerate(history()):
-        await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+    await post_history(client, auth)
     assert context.detection is not None
     await context.detection.flush()
     worse = (await client.get("/api/v1/regressions")).json()["changes"]
@@ -256,11 +260,9 @@ async def test_every_series_counts_even_if_the_latest_build_skipped_its_metric(
     app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     context: ProcessContext = app.state.context
-    await client.post("/api/v1/definitions", json={"files": DEFINITIONS}, headers=auth)
     rows = history()
     del rows[-1]["reg.TE1"]  # the newest build did not measure TE1
-    for n, values in enumerate(rows):
-        await client.post("/api/v1/jobs", content=body(n, values), headers=auth)
+    await post_history(client, auth, rows)
     keys = await context.regressions().all_keys()
     assert sorted(k.metric for k in keys) == ["reg.AM1", "reg.COMP", "reg.PA1", "reg.TE1"]
     assert {(k.dataset, k.filter, k.branch) for k in keys} == {("D", "r", "main")}
