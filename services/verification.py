@@ -50,14 +50,21 @@ def job_verdicts(
     return verify(values, specs, job_metadata(job), units=units)
 
 
+async def metric_units(
+    definitions: DefinitionStore, specs: Sequence[Specification]
+) -> dict[str, str]:
+    """The units of the specs' metrics, by metric name."""
+    metrics = await definitions.get_metrics(sorted({s.metric_full_name for s in specs}))
+    return {name: metric.unit for name, metric in metrics.items()}
+
+
 async def specs_and_units(
     definitions: DefinitionStore, jobs: Sequence[StoredJob]
 ) -> tuple[list[Specification], dict[str, str]]:
     """The active specs of the packages the jobs measure, and their metrics' units."""
     packages = {m.metric.partition(".")[0] for job in jobs for m in job.measurements}
     specs = await definitions.specs_for_packages(sorted(packages))
-    metrics = await definitions.get_metrics(sorted({s.metric_full_name for s in specs}))
-    return specs, {name: metric.unit for name, metric in metrics.items()}
+    return specs, await metric_units(definitions, specs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,7 @@ class VerificationService:
             jobs = await JobStore(session).latest_build(dataset=dataset, branch=branch)
             definitions = DefinitionStore(session)
             specs = await definitions.active_specs()
-            _, units = await specs_and_units(definitions, jobs)
+            units = await metric_units(definitions, specs)
             matrix = {r.id: r for r in await RequirementStore(session).all()}
         # Requirements named only in spec YAML (``requirements:``) count too.
         for spec in specs:
