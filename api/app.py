@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import gc
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi_offline import FastAPIOffline
 
 from specwatch import __version__
 from specwatch.config import Settings
 from specwatch.services.context import ProcessContext
 
 from .deps import Context
+from .edge import EdgeMiddleware, EdgeRoute
 from .errors import install_error_handlers
 from .responses import FastJSONResponse
 from .routes import definitions, jobs, metrics, regressions, verification
 
 log = structlog.get_logger("specwatch.api")
-
-
-class RequestIdMiddleware:
-    """Bind a request id to the logs of a request and echo it (pure ASGI: no extra task)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = (
-            next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
-            or uuid.uuid4().hex
-        )
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode("latin-1")),
-                ]
-            await send(message)
-
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.clear_contextvars()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,16 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await context.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from assets the package ships: no CDN (offline observatory networks).
+    app = FastAPIOffline(
         title="Specwatch",
         version=__version__,
         description="Continuous metric verification: lsst.verify jobs in, verdicts out.",
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
     )
+    app.router.route_class = EdgeRoute
     install_error_handlers(app)
-
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(EdgeMiddleware, access_log=settings.access_log)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and backlog")
     async def healthz(context: Context) -> FastJSONResponse:

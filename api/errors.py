@@ -58,7 +58,13 @@ def problem(
 
 async def _client_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, ClientError)
-    return problem(request, exc.status, exc.code, exc.message, location=exc.location)
+    # A 422 always lists its errors, as FastAPI's own validation errors do: one shape to read.
+    errors = (
+        [{"location": exc.location or [], "message": exc.message, "type": exc.code}]
+        if exc.status == 422
+        else None
+    )
+    return problem(request, exc.status, exc.code, exc.message, location=exc.location, errors=errors)
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -99,11 +105,6 @@ async def _database_unavailable(request: Request, exc: Exception) -> ProblemResp
     )
 
 
-async def _server_error(request: Request, exc: Exception) -> ProblemResponse:
-    log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-    return problem(request, 500, "server_error", "an internal error occurred; it is logged")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
     app.add_exception_handler(ServerError, _service_unavailable)
@@ -111,4 +112,4 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _server_error)
+    # Any other exception: ``edge.EdgeMiddleware`` logs it once and answers a 500 problem.

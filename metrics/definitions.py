@@ -22,6 +22,7 @@ import yaml
 
 from specwatch.exceptions import DefinitionError
 
+from .limits import DocumentLimits, YamlBudget, check_document, check_yaml
 from .model import OPERATORS, Direction, Level, Metric, Reference, Specification, split_metric_name
 from .units import normalize_unit
 
@@ -44,7 +45,9 @@ class Definitions:
     explicit_directions: frozenset[str] = frozenset()  # metrics whose YAML says `direction:`
 
 
-def parse_definition_files(files: Mapping[str, str]) -> Definitions:
+def parse_definition_files(
+    files: Mapping[str, str], limits: DocumentLimits | None = None
+) -> Definitions:
     """Metrics and specifications of a ``verify_metrics`` tree (relative path -> YAML text).
 
     Paths other than ``metrics/<package>.yaml`` and ``specs/<package>/**.yaml`` are ignored.
@@ -53,17 +56,19 @@ def parse_definition_files(files: Mapping[str, str]) -> Definitions:
     Raises:
         DefinitionError: invalid YAML, unit, operator or threshold, a missing or cyclic
             ``base``, a duplicate name; the message names the file and the metric or spec.
+        InvalidInputError: YAML past ``limits`` (depth, expanded size, strings, integers).
     """
     metrics: dict[str, Metric] = {}
     explicit: set[str] = set()
-    resolver = _Resolver()
+    budget = YamlBudget(limits or DocumentLimits())
+    resolver = _Resolver(budget)
     for path, text in sorted(files.items()):
         parts = PurePosixPath(path.replace("\\", "/")).parts
         parts = parts[1:] if parts[:1] == (".",) else parts
         if not parts or PurePosixPath(parts[-1]).suffix not in (".yaml", ".yml"):
             continue
         if parts[0] == "metrics" and len(parts) == 2:
-            for metric, is_explicit in _parse_metric_file(path, text):
+            for metric, is_explicit in _parse_metric_file(path, text, budget):
                 if metric.full_name in metrics:
                     raise DefinitionError(f"{path}: metric {metric.name!r} is defined twice")
                 metrics[metric.full_name] = metric
@@ -145,8 +150,8 @@ def infer_directions(
     return tuple(result)
 
 
-def _parse_metric_file(path: str, text: str) -> list[tuple[Metric, bool]]:
-    document = _load_yaml(path, text, many=False) or {}
+def _parse_metric_file(path: str, text: str, budget: YamlBudget) -> list[tuple[Metric, bool]]:
+    document = _load_yaml(path, text, budget, many=False) or {}
     if not isinstance(document, dict):
         raise DefinitionError(f"{path}: expected a mapping of metric name to definition")
     metrics = []
@@ -224,14 +229,15 @@ class _Doc:
 class _Resolver:
     """Collects the spec documents of a tree, then resolves their inheritance."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: YamlBudget) -> None:
+        self._budget = budget
         self._partials: dict[str, _Doc] = {}
         self._specs: list[tuple[_Doc, str]] = []  # with the short spec name
         self._by_name: dict[str, _Doc] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
 
     def add_file(self, path: str, package: str, yaml_id: str, text: str) -> None:
-        for document in _load_yaml(path, text, many=True):
+        for document in _load_yaml(path, text, self._budget, many=True):
             if document is None:
                 continue
             if not isinstance(document, dict) or not ("id" in document or "name" in document):
@@ -385,7 +391,7 @@ def _number(value: Any, where: str) -> float:
         raise DefinitionError(f"{where}: threshold value is missing")
     try:
         number = float(value) if isinstance(value, int | float | str) else math.nan
-    except ValueError:
+    except (ValueError, OverflowError):  # 10**400 overflows a float
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
         raise DefinitionError(f"{where}: threshold value {value!r} is not a finite number")
@@ -438,11 +444,15 @@ def _job_entries(items: JobItems, kind: str) -> list[tuple[str, Mapping[str, Any
     return entries
 
 
-def _load_yaml(path: str, text: str, *, many: bool) -> Any:
+def _load_yaml(path: str, text: str, budget: YamlBudget, *, many: bool) -> Any:
+    """The documents of a YAML file, within the request's limits."""
+    check_yaml(text, budget, path)
     try:
-        return list(yaml.safe_load_all(text)) if many else yaml.safe_load(text)
+        loaded = list(yaml.safe_load_all(text)) if many else yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise DefinitionError(f"{path}: not valid YAML: {error}") from error
+    check_document(loaded, budget.limits, ["body", "files", path])
+    return loaded
 
 
 def _unit(value: Any, where: str) -> str:

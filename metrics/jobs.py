@@ -25,6 +25,17 @@ from typing import Any, NamedTuple
 
 from specwatch.exceptions import InvalidInputError, UnitConversionError, UnknownMetricError
 
+from .limits import (
+    BLOB_ID_CHARS,
+    BLOB_NAME_CHARS,
+    CI_CHARS,
+    COMMIT_CHARS,
+    INT32_MAX,
+    LABEL_CHARS,
+    METRIC_CHARS,
+    URL_CHARS,
+    check_text,
+)
 from .model import EMPTY, Blob, JobContext, Measurement, Metric
 from .units import conversion_factor
 
@@ -39,6 +50,21 @@ _STRING_CONTEXT = (
     "filter",
     "base_commit",
 )
+# The columns that hold the context, in characters.
+_CONTEXT_CHARS = {
+    "repository": URL_CHARS,
+    "commit": COMMIT_CHARS,
+    "branch": LABEL_CHARS,
+    "pr_url": URL_CHARS,
+    "build_url": URL_CHARS,
+    "ci_url": URL_CHARS,
+    "dataset": LABEL_CHARS,
+    "instrument": LABEL_CHARS,
+    "filter": LABEL_CHARS,
+    "base_commit": COMMIT_CHARS,
+    "ci_name": CI_CHARS,
+    "ci_id": CI_CHARS,
+}
 # Times a signed 64-bit count of nanoseconds since 1970 can hold (InfluxDB's range).
 EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
 LATEST = datetime(2262, 4, 11, tzinfo=UTC)
@@ -127,8 +153,10 @@ def _pr(value: Any) -> int | None:
         number = int(str(value).lstrip("#"))
     except ValueError:
         number = -1
-    if number < 1 or isinstance(value, bool):
-        raise _fail(f"pr {value!r} is not a pull-request number", "meta", "pr")
+    if not 1 <= number <= INT32_MAX or isinstance(value, bool):
+        raise _fail(
+            f"pr {str(value)[:40]!r} is not a pull-request number (1 … {INT32_MAX})", "meta", "pr"
+        )
     return number
 
 
@@ -161,7 +189,14 @@ def parse_context(meta: Mapping[str, Any]) -> JobContext:
     )
     values["pr"] = _pr(meta.get("pr"))
     status = env.get("status", meta.get("status"))
-    values["status"] = status if isinstance(status, int) and not isinstance(status, bool) else None
+    values["status"] = (
+        status
+        if isinstance(status, int) and not isinstance(status, bool) and abs(status) <= INT32_MAX
+        else None
+    )
+    for key, max_chars in _CONTEXT_CHARS.items():
+        if values[key] is not None:
+            check_text(values[key], max_chars, ["body", "meta", key], f"meta.{key}")
     time = parse_time(meta.get("time"), "meta", "time") or parse_time(
         env.get("date"), "meta", "env", "date"
     )
@@ -178,6 +213,7 @@ def _parse_measurement(index: int, item: Any) -> RawMeasurement:
         if (
             type(metric) is str
             and "." in metric
+            and len(metric) <= METRIC_CHARS
             and type(value) is float
             and (unit is None or type(unit) is str)
             and not item.get("blob_refs")
@@ -193,9 +229,10 @@ def _parse_measurement_checked(index: int, item: Any) -> RawMeasurement:
     if not isinstance(item, Mapping):
         raise _fail("a measurement must be an object", "measurements", index)
     metric = item.get("metric")
-    if not isinstance(metric, str) or "." not in metric:
+    if not isinstance(metric, str) or "." not in metric or len(metric) > METRIC_CHARS:
         raise _fail(
-            f"measurement {index}: metric {metric!r} is not a name 'package.metric'",
+            f"measurement {index}: metric {str(metric)[:100]!r} is not a name 'package.metric' "
+            f"of at most {METRIC_CHARS} characters",
             "measurements",
             index,
             "metric",
@@ -239,10 +276,11 @@ def _parse_measurement_checked(index: int, item: Any) -> RawMeasurement:
 def _parse_blob(index: int, item: Any) -> Blob:
     if not isinstance(item, Mapping) or not isinstance(item.get("data", {}), Mapping):
         raise _fail("a blob must be an object with a 'data' object", "blobs", index)
-    identifier = item.get("identifier") or f"blob-{index}"
-    return Blob(
-        identifier=str(identifier), name=str(item.get("name") or ""), data=item.get("data") or {}
-    )
+    identifier = str(item.get("identifier") or f"blob-{index}")
+    name = str(item.get("name") or "")
+    check_text(identifier, BLOB_ID_CHARS, ["body", "blobs", index, "identifier"], "a blob id")
+    check_text(name, BLOB_NAME_CHARS, ["body", "blobs", index, "name"], "a blob name")
+    return Blob(identifier=identifier, name=name, data=item.get("data") or {})
 
 
 def parse_job_document(doc: Any) -> JobDocument:

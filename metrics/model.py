@@ -15,7 +15,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from specwatch.exceptions import DefinitionError
+from specwatch.exceptions import DefinitionError, InvalidInputError
+
+from .limits import METRIC_CHARS, NAME_CHARS, PACKAGE_CHARS, SPEC_CHARS, UNIT_CHARS, check_text
 
 
 class Level(enum.StrEnum):
@@ -83,9 +85,35 @@ class Metric:
     floor_abs: float = 0.0  # changes smaller than this (in ``unit``) are not regressions
     floor_pct: float = 0.0  # … nor those smaller than this percentage of the level
 
+    def __post_init__(self) -> None:
+        _check_names(
+            f"metric {self.full_name[:100]!r}",
+            (("package", self.package, PACKAGE_CHARS), ("name", self.name, NAME_CHARS)),
+            self.full_name,
+            METRIC_CHARS,
+            self.unit,
+        )
+
     @property
     def full_name(self) -> str:
         return f"{self.package}.{self.name}"
+
+
+def _check_names(
+    what: str,
+    parts: tuple[tuple[str, str, int], ...],
+    full_name: str,
+    full_chars: int,
+    unit: str,
+) -> None:
+    """Names and unit that fit the store's columns (``DefinitionError`` otherwise)."""
+    try:
+        for part, value, max_chars in parts:
+            check_text(value, max_chars, [part], f"{what}: its {part}")
+        check_text(full_name, full_chars, ["name"], f"{what}: its full name")
+        check_text(unit, UNIT_CHARS, ["unit"], f"{what}: its unit")
+    except InvalidInputError as error:
+        raise DefinitionError(error.message) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +133,17 @@ class Specification:
     description: str = ""
 
     def __post_init__(self) -> None:
+        _check_names(
+            f"specification {self.full_name[:100]!r}",
+            (
+                ("package", self.package, PACKAGE_CHARS),
+                ("metric", self.metric, NAME_CHARS),
+                ("name", self.name, NAME_CHARS),
+            ),
+            self.full_name,
+            SPEC_CHARS,
+            self.unit,
+        )
         if self.operator not in OPERATORS:
             raise DefinitionError(
                 f"specification {self.full_name!r}: operator {self.operator!r} is not one of "

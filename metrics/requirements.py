@@ -21,6 +21,14 @@ import yaml
 
 from specwatch.exceptions import DefinitionError
 
+from .limits import (
+    REQUIREMENT_ID_CHARS,
+    DocumentLimits,
+    YamlBudget,
+    check_document,
+    check_text,
+    check_yaml,
+)
 from .model import Level, Specification
 from .verification import Status, Verdict
 
@@ -79,8 +87,11 @@ def _method(value: Any, where: str) -> Method:
 
 def _requirement(item: Mapping[str, Any], where: str) -> Requirement:
     identifier = str(item.get("id") or "").strip()
-    if not _ID.match(identifier):
-        raise DefinitionError(f"{where}: id {identifier!r} is not a requirement ID")
+    if len(identifier) > REQUIREMENT_ID_CHARS or not _ID.match(identifier):
+        raise DefinitionError(
+            f"{where}: id {identifier[:100]!r} is not a requirement ID "
+            f"(at most {REQUIREMENT_ID_CHARS} characters)"
+        )
     specs = item.get("specs") or ()
     if isinstance(specs, str):
         specs = [s for s in re.split(r"[\s,;]+", specs) if s]
@@ -94,26 +105,38 @@ def _requirement(item: Mapping[str, Any], where: str) -> Requirement:
     )
 
 
-def parse_requirements(text: str, *, source: str = "requirements") -> tuple[Requirement, ...]:
+def parse_requirements(
+    text: str, *, source: str = "requirements", limits: DocumentLimits | None = None
+) -> tuple[Requirement, ...]:
     """A verification matrix as YAML (a list, or ``requirements:`` list) or CSV.
 
     CSV columns: ``id, title, method, specs`` (specs separated by spaces, commas or ``;``).
 
     Raises:
         DefinitionError: malformed file, unknown method, bad or repeated ID.
+        InvalidInputError: past ``limits`` (depth, size, NUL characters).
     """
+    limits = limits or DocumentLimits()
+    check_text(text, len(text), ["body", "text"], source)
     stripped = text.lstrip()
     items: list[Mapping[str, Any]]
     if source.lower().endswith(".csv") or (stripped.lower().startswith("id,")):
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "id" not in [f.strip().lower() for f in reader.fieldnames]:
-            raise DefinitionError(f"{source}: a CSV matrix needs the columns id,title,method,specs")
-        items = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+        try:
+            if not reader.fieldnames or "id" not in [f.strip().lower() for f in reader.fieldnames]:
+                raise DefinitionError(
+                    f"{source}: a CSV matrix needs the columns id,title,method,specs"
+                )
+            items = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+        except csv.Error as error:  # e.g. a field over the csv module's size limit
+            raise DefinitionError(f"{source}: not valid CSV: {error}") from error
     else:
+        check_yaml(text, YamlBudget(limits), source)
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise DefinitionError(f"{source}: not valid YAML: {error}") from error
+        check_document(document, limits, ["body", "text"])
         if isinstance(document, Mapping):
             document = document.get("requirements")
         if not isinstance(document, list) or not all(isinstance(i, Mapping) for i in document):

@@ -111,11 +111,16 @@ class ProcessContext:
             self.deliverer,
             max_job_bytes=self.settings.max_job_bytes,
             series_write_wait_s=self.settings.series_write_wait_s,
+            limits=self.settings.document_limits,
             metric_cache=self.metric_cache,
         )
 
     def definitions(self) -> DefinitionService:
-        return DefinitionService(self.sessionmaker, redetect=self._redetect_metrics)
+        return DefinitionService(
+            self.sessionmaker,
+            redetect=self._redetect_metrics,
+            limits=self.settings.document_limits,
+        )
 
     async def _redetect_metrics(self, metrics: Sequence[str]) -> int:
         """Detect the series of ``metrics`` again: in the background when this process runs
@@ -142,7 +147,7 @@ class ProcessContext:
         return CompareService(self.sessionmaker)
 
     def verification(self) -> VerificationService:
-        return VerificationService(self.sessionmaker)
+        return VerificationService(self.sessionmaker, limits=self.settings.document_limits)
 
     def tokens(self) -> TokenService:
         return TokenService(self.sessionmaker, self.token_cache)

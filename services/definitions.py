@@ -22,6 +22,7 @@ from specwatch.metrics.definitions import (
     parse_job_metrics,
     parse_job_specs,
 )
+from specwatch.metrics.limits import DocumentLimits
 from specwatch.store.definitions import DefinitionStore
 
 log = structlog.get_logger("specwatch.definitions")
@@ -106,10 +107,15 @@ class DefinitionService:
     """Imports of metric and specification definitions."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, redetect: Redetect | None = None
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        redetect: Redetect | None = None,
+        limits: DocumentLimits | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._redetect = redetect
+        self._limits = limits or DocumentLimits()
 
     async def import_files(
         self,
@@ -119,7 +125,9 @@ class DefinitionService:
         allowed_packages: Collection[str] | None = None,
     ) -> ImportSummary:
         """Parse and import a verify_metrics tree given as relative path -> YAML text."""
-        definitions = await anyio.to_thread.run_sync(parse_definition_files, dict(files))
+        definitions = await anyio.to_thread.run_sync(
+            parse_definition_files, dict(files), self._limits
+        )
         return await self.import_definitions(
             definitions, retire=retire, allowed_packages=allowed_packages
         )

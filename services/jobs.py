@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from specwatch.exceptions import (
     PayloadTooLargeError,
 )
 from specwatch.metrics.jobs import JobDocument, convert_measurements, parse_job_document
+from specwatch.metrics.limits import IDEMPOTENCY_KEY_CHARS, DocumentLimits, check_document
 from specwatch.metrics.model import Blob, Metric
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobFilter, JobStore, StoredJob
@@ -35,6 +37,7 @@ from .metrics import as_utc
 log = structlog.get_logger("specwatch.jobs")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _METRIC_CACHE_SIZE = 100_000
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_CHARS}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +47,37 @@ class IngestResult:
     delivered: bool  # the points reached the series store before the answer
 
 
-def decode_json(body: bytes) -> Any:
-    """A JSON document; bare ``NaN``/``Infinity`` tokens (as lsst.verify writes them) allowed.
+def decode_json(body: bytes, limits: DocumentLimits) -> Any:
+    """A JSON document within ``limits``; bare ``NaN``/``Infinity`` tokens (as lsst.verify
+    writes them) allowed.
 
     Raises:
-        InvalidInputError: the body is not JSON (message gives the position).
+        InvalidInputError: the body is not JSON (message gives the position), or goes past
+            a limit (message and location name it).
     """
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass  # orjson rejects NaN tokens; the standard library reads them
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInputError(
-            f"the body is not valid JSON: {error}", location=["body"]
-        ) from error
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error):
+            raise _too_deep(limits) from None
+        # orjson rejects NaN tokens (and integers past 64 bits); the standard library reads them
+        try:
+            document = json.loads(body)
+        except RecursionError:
+            raise _too_deep(limits) from None
+        except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            raise InvalidInputError(
+                f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
+            ) from error
+    check_document(document, limits)
+    return document
+
+
+def _too_deep(limits: DocumentLimits) -> InvalidInputError:
+    return InvalidInputError(
+        f"the body nests deeper than {limits.max_depth} levels (SPECWATCH_MAX_JSON_DEPTH)",
+        location=["body"],
+    )
 
 
 class JobService:
@@ -72,6 +90,7 @@ class JobService:
         *,
         max_job_bytes: int,
         series_write_wait_s: float,
+        limits: DocumentLimits | None = None,
         metric_cache: dict[str, Metric] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
@@ -80,6 +99,7 @@ class JobService:
         self._metrics = metric_cache if metric_cache is not None else {}
         self._deliverer = deliverer
         self._max_job_bytes = max_job_bytes
+        self._limits = limits or DocumentLimits()
         self._wait_s = series_write_wait_s
 
     async def ingest(
@@ -103,13 +123,14 @@ class JobService:
                 "(SPECWATCH_MAX_JOB_BYTES)"
             )
         digest = hashlib.sha256(body).hexdigest()
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InvalidInputError(
-                "the Idempotency-Key header must have 1 to 200 characters",
+                f"the Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_CHARS} visible ASCII "
+                "characters",
                 location=["header", "Idempotency-Key"],
             )
         key = idempotency_key or f"sha256:{digest}"
-        document = parse_job_document(decode_json(body))
+        document = parse_job_document(decode_json(body, self._limits))
         packages = {m.metric.partition(".")[0] for m in document.measurements}
         check_packages(packages, allowed_packages)
 

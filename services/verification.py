@@ -17,6 +17,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import NotFoundError
+from specwatch.metrics.limits import DocumentLimits
 from specwatch.metrics.model import Specification
 from specwatch.metrics.requirements import (
     Requirement,
@@ -76,8 +77,14 @@ class BuildStatus:
 
 
 class VerificationService:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        limits: DocumentLimits | None = None,
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._limits = limits
 
     async def verdicts(self, job_id: int) -> tuple[StoredJob, list[Verdict]]:
         """A job's verdicts, one per (measurement, applicable spec), and one per applicable
@@ -110,7 +117,7 @@ class VerificationService:
 
     async def import_requirements(self, text: str, *, source: str) -> UpsertCounts:
         """Upsert a verification matrix (YAML or CSV).  Raises ``DefinitionError``."""
-        requirements = parse_requirements(text, source=source)
+        requirements = parse_requirements(text, source=source, limits=self._limits)
         async with self._sessionmaker() as session, session.begin():
             return await RequirementStore(session).upsert(requirements, datetime.now(UTC))
 

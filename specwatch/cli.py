@@ -73,7 +73,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # the API writes its own (SPECWATCH_ACCESS_LOG), with the request id
+        server_header=False,  # do not announce the server software
     )
 
 

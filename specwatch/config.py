@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from specwatch.metrics.limits import DocumentLimits
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./specwatch.sqlite3"
 
 
@@ -42,7 +44,32 @@ class Settings(BaseSettings):
     influxdb_username: str | None = Field(None, description="InfluxDB 1.x user name.")
     influxdb_password: SecretStr | None = Field(None, description="InfluxDB 1.x password.")
     influxdb_timeout_s: float = Field(10.0, description="Timeout of one InfluxDB request.")
-    max_job_bytes: int = Field(64 * 1024 * 1024, description="Largest accepted job body.")
+    max_job_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest accepted job body (POST /api/v1/jobs)."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest accepted body of every other route (definitions, requirements, "
+        "triage); refused with 413 before it is read.",
+    )
+    max_json_depth: int = Field(
+        64,
+        ge=4,
+        le=200,
+        description="Deepest nesting of objects and lists in a JSON body or a YAML file.",
+    )
+    max_string_chars: int = Field(
+        1_000_000, ge=1000, description="Longest string (value or key) in a JSON body or YAML."
+    )
+    max_yaml_nodes: int = Field(
+        200_000,
+        ge=1000,
+        description="Most YAML nodes in one request, aliases counted as what they expand to.",
+    )
+    max_param_chars: int = Field(
+        1024, ge=64, description="Longest query or path parameter value (characters)."
+    )
     read_token_required: bool = Field(False, description="Require a read:* token for reads.")
     public_url: str | None = Field(
         None, description="Base URL of the API as clients see it (for the 'url' of resources)."
@@ -62,6 +89,9 @@ class Settings(BaseSettings):
         5.0, description="Seconds a touched series waits, so a burst costs one detection."
     )
     database_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
+    access_log: bool = Field(
+        True, description="Log one line per request (method, path, status, duration)."
+    )
     log_format: Literal["console", "json"] = Field("console", description="Log renderer.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 
@@ -69,6 +99,10 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @property
+    def document_limits(self) -> DocumentLimits:
+        return DocumentLimits(self.max_json_depth, self.max_string_chars, self.max_yaml_nodes)
 
     @property
     def is_sqlite(self) -> bool:

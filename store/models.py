@@ -27,6 +27,21 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from specwatch.metrics.limits import (
+    BLOB_ID_CHARS,
+    BLOB_NAME_CHARS,
+    CI_CHARS,
+    COMMIT_CHARS,
+    LABEL_CHARS,
+    METRIC_CHARS,
+    NAME_CHARS,
+    PACKAGE_CHARS,
+    REQUIREMENT_ID_CHARS,
+    SPEC_CHARS,
+    UNIT_CHARS,
+    URL_CHARS,
+)
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 # Plain JSON (text) on PostgreSQL too: documents are read whole, never queried inside, and
@@ -66,10 +81,10 @@ class SQLMetric(Base):
     __tablename__ = "metric"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    full_name: Mapped[str] = mapped_column(String(400), unique=True)
-    package: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(200))
-    unit: Mapped[str] = mapped_column(String(64), default="")
+    full_name: Mapped[str] = mapped_column(String(METRIC_CHARS), unique=True)
+    package: Mapped[str] = mapped_column(String(PACKAGE_CHARS))
+    name: Mapped[str] = mapped_column(String(NAME_CHARS))
+    unit: Mapped[str] = mapped_column(String(UNIT_CHARS), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(Json, default=list)
     reference: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
@@ -88,13 +103,13 @@ class SQLSpecification(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    full_name: Mapped[str] = mapped_column(String(600), unique=True)
-    metric_full_name: Mapped[str] = mapped_column(String(400))
-    package: Mapped[str] = mapped_column(String(200))
-    metric: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(200))
+    full_name: Mapped[str] = mapped_column(String(SPEC_CHARS), unique=True)
+    metric_full_name: Mapped[str] = mapped_column(String(METRIC_CHARS))
+    package: Mapped[str] = mapped_column(String(PACKAGE_CHARS))
+    metric: Mapped[str] = mapped_column(String(NAME_CHARS))
+    name: Mapped[str] = mapped_column(String(NAME_CHARS))
     threshold: Mapped[float] = mapped_column(Float)
-    unit: Mapped[str] = mapped_column(String(64), default="")
+    unit: Mapped[str] = mapped_column(String(UNIT_CHARS), default="")
     operator: Mapped[str] = mapped_column(String(2))
     level: Mapped[str | None] = mapped_column(String(16))
     metadata_query: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
@@ -112,7 +127,7 @@ class SQLRequirement(Base):
 
     __tablename__ = "requirement"
 
-    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    id: Mapped[str] = mapped_column(String(REQUIREMENT_ID_CHARS), primary_key=True)
     title: Mapped[str] = mapped_column(Text, default="")
     method: Mapped[str] = mapped_column(String(20), default="Test")
     spec_patterns: Mapped[list[str]] = mapped_column(Json, default=list)
@@ -134,17 +149,17 @@ class SQLChange(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    metric: Mapped[str] = mapped_column(String(400))
+    metric: Mapped[str] = mapped_column(String(METRIC_CHARS))
     # Series tags: '' when unset, as in the series store.
-    dataset: Mapped[str] = mapped_column(String(256), default="")
-    filter: Mapped[str] = mapped_column(String(256), default="")
-    instrument: Mapped[str] = mapped_column(String(256), default="")
-    branch: Mapped[str] = mapped_column(String(256), default="")
+    dataset: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    filter: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    instrument: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    branch: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
     job_id: Mapped[int] = mapped_column(BigInteger)  # first build after the change
     previous_job_id: Mapped[int | None] = mapped_column(BigInteger)  # last build before it
     time: Mapped[datetime]
-    commit_before: Mapped[str | None] = mapped_column(String(64))
-    commit_after: Mapped[str | None] = mapped_column(String(64))
+    commit_before: Mapped[str | None] = mapped_column(String(COMMIT_CHARS))
+    commit_after: Mapped[str | None] = mapped_column(String(COMMIT_CHARS))
     before: Mapped[float] = mapped_column(Float)
     after: Mapped[float] = mapped_column(Float)
     delta: Mapped[float] = mapped_column(Float)
@@ -177,8 +192,8 @@ class SQLReportRun(Base):
     __table_args__ = (Index("ix_report_run_key", "dataset", "branch", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    dataset: Mapped[str] = mapped_column(String(256), default="")
-    branch: Mapped[str] = mapped_column(String(256), default="main")
+    dataset: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    branch: Mapped[str] = mapped_column(String(LABEL_CHARS), default="main")
     build_time: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
@@ -209,19 +224,19 @@ class SQLJob(Base):
     created_at: Mapped[datetime]
     time: Mapped[datetime]
     time_ns: Mapped[int] = mapped_column(BigInteger)
-    ci_name: Mapped[str | None] = mapped_column(String(200))
-    ci_id: Mapped[str | None] = mapped_column(String(200))
-    ci_url: Mapped[str | None] = mapped_column(String(2000))
-    build_url: Mapped[str | None] = mapped_column(String(2000))
-    repository: Mapped[str | None] = mapped_column(String(2000))
-    commit: Mapped[str | None] = mapped_column(String(64))
-    branch: Mapped[str | None] = mapped_column(String(256))
+    ci_name: Mapped[str | None] = mapped_column(String(CI_CHARS))
+    ci_id: Mapped[str | None] = mapped_column(String(CI_CHARS))
+    ci_url: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    build_url: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    repository: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    commit: Mapped[str | None] = mapped_column(String(COMMIT_CHARS))
+    branch: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
     pr: Mapped[int | None] = mapped_column(Integer)
-    pr_url: Mapped[str | None] = mapped_column(String(2000))
-    base_commit: Mapped[str | None] = mapped_column(String(64))
-    dataset: Mapped[str | None] = mapped_column(String(256))
-    instrument: Mapped[str | None] = mapped_column(String(256))
-    filter: Mapped[str | None] = mapped_column(String(256))
+    pr_url: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    base_commit: Mapped[str | None] = mapped_column(String(COMMIT_CHARS))
+    dataset: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
+    instrument: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
+    filter: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
     status: Mapped[int | None] = mapped_column(Integer)
     meta: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     packages: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
@@ -237,8 +252,8 @@ class SQLBlob(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(BigId, ForeignKey("job.id", ondelete="CASCADE"))
-    identifier: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(400))
+    identifier: Mapped[str] = mapped_column(String(BLOB_ID_CHARS))
+    name: Mapped[str] = mapped_column(String(BLOB_NAME_CHARS))
     data: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
@@ -288,17 +303,17 @@ class SQLSeriesPoint(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    package: Mapped[str] = mapped_column(String(200))
-    metric: Mapped[str] = mapped_column(String(200))
+    package: Mapped[str] = mapped_column(String(PACKAGE_CHARS))
+    metric: Mapped[str] = mapped_column(String(NAME_CHARS))
     time_ns: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float | None] = mapped_column(Float)  # None: NaN or infinite
-    commit: Mapped[str | None] = mapped_column(String(64))
+    commit: Mapped[str | None] = mapped_column(String(COMMIT_CHARS))
     # Tags: '' when unset, so that equality filters and unique keys behave the same everywhere.
-    dataset: Mapped[str] = mapped_column(String(256), default="")
-    instrument: Mapped[str] = mapped_column(String(256), default="")
-    filter: Mapped[str] = mapped_column(String(256), default="")
-    branch: Mapped[str] = mapped_column(String(256), default="")
+    dataset: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    instrument: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    filter: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
+    branch: Mapped[str] = mapped_column(String(LABEL_CHARS), default="")
     pr: Mapped[str] = mapped_column(String(32), default="")
-    pipeline: Mapped[str] = mapped_column(String(200), default="")
+    pipeline: Mapped[str] = mapped_column(String(CI_CHARS), default="")
     is_nan: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from specwatch.api.deps import Context, require_scope
+from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
 from specwatch.services.tokens import Principal
 
-router = APIRouter(prefix="/api/v1/definitions", tags=["definitions"])
+router = APIRouter(route_class=EdgeRoute, prefix="/api/v1/definitions", tags=["definitions"])
 
 
 class DefinitionUpload(BaseModel):

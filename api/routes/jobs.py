@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
+from specwatch.api.edge import EdgeRoute, large_body
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import job_detail, job_summary
-from specwatch.exceptions import PayloadTooLargeError
 from specwatch.services.tokens import Principal
 from specwatch.store.jobs import JobFilter
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(route_class=EdgeRoute, prefix="/api/v1/jobs", tags=["jobs"])
 
 _JOB_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -40,23 +40,6 @@ _JOB_BODY_DOC: dict[str, Any] = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"the job is {declared} bytes; the limit is {limit} (SPECWATCH_MAX_JOB_BYTES)"
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"the job is over {limit} bytes, the limit (SPECWATCH_MAX_JOB_BYTES)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "",
     status_code=201,
@@ -64,13 +47,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     summary="Ingest a verification job",
     responses={200: {"description": "The same job was already stored; nothing changed."}},
 )
+@large_body
 async def post_job(
     request: Request,
     context: Context,
     principal: Annotated[Principal, Depends(require_scope("write:jobs"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> FastJSONResponse:
-    body = await _read_body(request, context.settings.max_job_bytes)
+    body = await request.body()  # EdgeRoute bounds it by SPECWATCH_MAX_JOB_BYTES
     result = await context.jobs().ingest(
         body, idempotency_key=idempotency_key, allowed_packages=principal.packages
     )

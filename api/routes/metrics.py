@@ -8,11 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from specwatch.api.deps import Context, read_access
+from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import metric_view, spec_view, utc_times
 from specwatch.services.metrics import MAX_SERIES_POINTS, SeriesFilter
 
-router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], dependencies=[Depends(read_access)])
+router = APIRouter(
+    route_class=EdgeRoute,
+    prefix="/api/v1/metrics",
+    tags=["metrics"],
+    dependencies=[Depends(read_access)],
+)
 
 
 @router.get("", summary="List metrics by name")

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
+from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso
 from specwatch.services.metrics import as_utc
 from specwatch.services.tokens import Principal
 from specwatch.store.changes import ChangeFilter, ChangeRecord
 
-router = APIRouter(prefix="/api/v1", tags=["regressions"])
+router = APIRouter(route_class=EdgeRoute, prefix="/api/v1", tags=["regressions"])
 _VERDICTS = {"worse": ("worse",), "better": ("better",), "changed": ("changed",), "any": ()}
 Triage = Annotated[Principal, Depends(require_scope("triage"))]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
+from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso, job_summary, number
 from specwatch.metrics.model import Level
 from specwatch.metrics.verification import Verdict, highest_level
 from specwatch.services.tokens import Principal
 
-router = APIRouter(prefix="/api/v1", tags=["verification"])
+router = APIRouter(route_class=EdgeRoute, prefix="/api/v1", tags=["verification"])
 
 
 def verdict_view(verdict: Verdict) -> dict[str, Any]:
