@@ -125,6 +125,7 @@ def _changes(
                 delta_sigma=change.delta_sigma,
                 sigma=change.sigma,
                 verdict=change.verdict,
+                unit=metric.unit,
             )
         )
     return found

@@ -39,8 +39,8 @@ class ReportData:
     jobs: list[StoredJob]
     requirements: list[RequirementStatus]
     verdicts: list[Verdict]
-    previous_report: datetime | None
-    changes: list[ChangeRecord]
+    previous_report: datetime | None  # the build time of the previous report of an earlier build
+    changes: list[ChangeRecord]  # since previous_report (all when None), newest first
     plots: list[Plot] = field(default_factory=list)
 
 
@@ -53,18 +53,33 @@ class ReportService:
 
     async def build(self, dataset: str, *, branch: str = "main", record: bool = True) -> ReportData:
         """The report of the latest build: requirements, verdicts, changes since the previous
-        report (of this dataset and branch), and plots of the metrics worth a look."""
+        report of an *earlier* build (of this dataset and branch), and plots of the metrics
+        worth a look.
+
+        The report depends on the data only: making it again for the same build, in any
+        format, gives the same changes.  ``record`` notes that this build was reported (once
+        per build), so that the report of the next build lists the changes since this one.
+        """
         status = await VerificationService(self._sessionmaker).requirements(
             dataset=dataset, branch=branch
         )
         now = datetime.now(UTC)
+        build_time = max((job.time for job in status.jobs), default=None)
         async with self._sessionmaker() as session:
-            previous = await session.scalar(
-                select(SQLReportRun.build_time)
-                .where(SQLReportRun.dataset == dataset, SQLReportRun.branch == branch)
-                .order_by(SQLReportRun.created_at.desc())
-                .limit(1)
-            )
+            previous = None
+            if build_time is not None:
+                # Newest first on ix_report_run_key: runs are recorded once per build, so
+                # this skips at most the run(s) of this very build.
+                previous = await session.scalar(
+                    select(SQLReportRun.build_time)
+                    .where(
+                        SQLReportRun.dataset == dataset,
+                        SQLReportRun.branch == branch,
+                        SQLReportRun.build_time < build_time,
+                    )
+                    .order_by(SQLReportRun.created_at.desc())
+                    .limit(1)
+                )
             definitions = DefinitionStore(session)
             names = sorted({m.metric for job in status.jobs for m in job.measurements})
             specs, units = await specs_and_units(definitions, status.jobs)
@@ -96,12 +111,22 @@ class ReportService:
                     [c for c in changes if c.key.metric == name],
                 )
             )
-        if record:
-            build_time = max((job.time for job in status.jobs), default=None)
-            async with self._sessionmaker() as session, session.begin():
+        if record and build_time is not None:
+            await self._record(dataset, branch, build_time, now)
+        return data
+
+    async def _record(self, dataset: str, branch: str, build_time: datetime, now: datetime) -> None:
+        """Note that the build of ``build_time`` was reported, unless its run is the latest."""
+        async with self._sessionmaker() as session, session.begin():
+            latest = await session.scalar(
+                select(SQLReportRun.build_time)
+                .where(SQLReportRun.dataset == dataset, SQLReportRun.branch == branch)
+                .order_by(SQLReportRun.created_at.desc())
+                .limit(1)
+            )
+            if latest != build_time:
                 session.add(
                     SQLReportRun(
                         dataset=dataset, branch=branch, build_time=build_time, created_at=now
                     )
                 )
-        return data

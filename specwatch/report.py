@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import html
 import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from specwatch.api.views import iso_times
@@ -16,18 +19,56 @@ from specwatch.dashboard.figures import ChangeMark, SpecLine, trend_figure
 from specwatch.services.report import Plot, ReportData
 
 FORMATS = ("md", "html", "ipynb")
+SECTIONS = {
+    "requirements": "Requirements (VCD)",
+    "verdicts": "Specifications",
+    "changes": "Changes since the previous report",
+}
+_OPERATORS = {"<=": "≤", ">=": "≥", "==": "=", "!=": "≠"}
+_STATUS_CLASSES = frozenset({"pass", "fail", "worse", "better"})  # cells the HTML colours
 
 
-def _num(value: float | None) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.4g}"
+def _strip_zeros(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_number(value: float | None, digits: int = 4, *, signed: bool = False) -> str:
+    """``value`` to ``digits`` significant digits, without float noise: thousands separators
+    from 1,000 (``2,068,000,000``), an exponent only below 1e-4 or from 1e12 in magnitude
+    (``1.5e-7``); ``—`` for None, NaN and infinities."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else "+" if signed else ""
+    mantissa, exponent_text = f"{abs(value):.{digits - 1}e}".split("e")
+    exponent = int(exponent_text)  # of the value once rounded (9999.7 -> 1.000e+04)
+    if exponent < -4 or exponent >= 12:
+        return f"{sign}{_strip_zeros(mantissa)}e{exponent}"
+    if exponent >= digits - 1:  # an integer: the digits kept, then zeros
+        return f"{sign}{int(mantissa.replace('.', '')) * 10 ** (exponent - digits + 1):,}"
+    return sign + _strip_zeros(f"{abs(value):,.{digits - 1 - exponent}f}")
+
+
+def format_quantity(value: float | None, unit: str, digits: int = 4) -> str:
+    """A value with its unit (``6.012 mmag``, ``2,068,000,000 B``; a dimensionless one bare)."""
+    number = format_number(value, digits)
+    return f"{number} {unit}" if unit and number != "—" else number
 
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
+def _change(before: float, after: float, delta_pct: float | None, unit: str) -> str:
+    text = f"{format_quantity(before, unit)} → {format_quantity(after, unit)}"
+    if delta_pct is not None and math.isfinite(delta_pct):
+        text += f" ({format_number(delta_pct, 3, signed=True)} %)"
+    return text
+
+
 def tables(data: ReportData) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """The report's tables: name -> (header, rows) of plain text."""
+    """The report's tables: name -> (header, rows) of plain text (not escaped)."""
     requirements = (
         ["Requirement", "Title", "Method", "Status (design)", "minimum", "design", "stretch"],
         [
@@ -37,15 +78,14 @@ def tables(data: ReportData) -> dict[str, tuple[list[str], list[list[str]]]]:
         ],
     )
     verdicts = (
-        ["Metric", "Specification", "Level", "Value", "Threshold", "Unit", "Status"],
+        ["Metric", "Specification", "Level", "Value", "Threshold", "Status"],
         [
             [
                 v.metric,
                 v.spec,
                 v.level.value if v.level else "—",
-                _num(v.value),
-                f"{v.operator} {v.threshold:g}",
-                v.unit,
+                format_quantity(v.value, v.unit),
+                f"{_OPERATORS.get(v.operator, v.operator)} {format_quantity(v.threshold, v.unit)}",
                 v.status.value if v.measured else "not measured",
             ]
             for v in data.verdicts
@@ -57,10 +97,10 @@ def tables(data: ReportData) -> dict[str, tuple[list[str], list[list[str]]]]:
             [
                 c.time.strftime("%Y-%m-%d %H:%M"),
                 c.key.metric,
-                f"{_num(c.before)} → {_num(c.after)} ({_num(c.delta_pct)} %)",
-                _num(c.delta_sigma),
+                _change(c.before, c.after, c.delta_pct, c.unit),
+                format_number(c.delta_sigma, 3, signed=True),
                 c.verdict,
-                c.status,
+                f"{c.status}: {c.note}" if c.note else c.status,
                 f"{(c.commit_before or '?')[:10]}..{(c.commit_after or '?')[:10]}",
             ]
             for c in data.changes
@@ -69,26 +109,69 @@ def tables(data: ReportData) -> dict[str, tuple[list[str], list[list[str]]]]:
     return {"requirements": requirements, "verdicts": verdicts, "changes": changes}
 
 
-def _title(data: ReportData) -> tuple[str, str]:
+# Markdown's active punctuation; '_' only where it could open or close emphasis.
+_MD_ACTIVE = re.compile(r"[\\`*\[\]|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_PLAIN_CODE = re.compile(r"[0-9A-Za-z._/-]+")
+
+
+def md_text(text: object) -> str:
+    """Data as literal Markdown text on one line: HTML escaped (no tag or entity survives)
+    and Markdown's punctuation backslash-escaped (no table cell, code span, link or
+    emphasis can be opened by data)."""
+    escaped = html.escape(" ".join(str(text).split()), quote=False)
+    return _MD_ACTIVE.sub(lambda match: "\\" + match.group(0), escaped)
+
+
+def _md_code(text: str) -> str:
+    # A code span shows its content raw (no escape works inside it): plain names only.
+    return f"`{text}`" if _PLAIN_CODE.fullmatch(text) else md_text(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Markup:
+    """How a format writes data (always escaped) as text, strong text and code."""
+
+    text: Callable[[str], str]
+    strong: Callable[[str], str]
+    code: Callable[[str], str]
+    line_break: str
+
+
+_MARKDOWN = _Markup(md_text, lambda t: f"**{md_text(t)}**", _md_code, "  \n")
+_HTML = _Markup(
+    html.escape,
+    lambda t: f"<strong>{html.escape(t)}</strong>",
+    lambda t: f"<code>{html.escape(t)}</code>",
+    "<br>",
+)
+
+
+def _intro(data: ReportData, markup: _Markup) -> str:
     build = data.jobs[0].context if data.jobs else None
-    since = data.previous_report.strftime("%Y-%m-%d %H:%M UTC") if data.previous_report else "ever"
     lines = [
-        f"Dataset **{data.dataset}**, branch **{data.branch}**, made "
+        f"Dataset {markup.strong(data.dataset)}, branch {markup.strong(data.branch)}, made "
         f"{data.created_at:%Y-%m-%d %H:%M} UTC.",
-        f"Build: commit `{build.commit}` ({len(data.jobs)} job(s))."
+        f"Build: commit {markup.code(build.commit or '?')} ({len(data.jobs)} job(s))."
         if build
         else "No build of this dataset and branch yet.",
-        f"Changes since the previous report ({since}).",
+        f"Changes since the previous report, of the build of "
+        f"{data.previous_report:%Y-%m-%d %H:%M} UTC."
+        if data.previous_report
+        else "Changes: all (no report of an earlier build).",
     ]
-    return f"Verification report: {data.dataset}", "  \n".join(lines)
+    return markup.line_break.join(lines)
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return "_none_\n"
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    out = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
     return "\n".join(out) + "\n"
+
+
+def _markdown_head(data: ReportData) -> str:
+    return f"# Verification report: {md_text(data.dataset)}\n\n{_intro(data, _MARKDOWN)}\n"
 
 
 def _figure(plot: Plot, applied: set[str]) -> Any:
@@ -111,38 +194,27 @@ def _figure(plot: Plot, applied: set[str]) -> Any:
 
 
 def render_markdown(data: ReportData) -> str:
-    title, intro = _title(data)
-    parts = [f"# {title}\n", intro + "\n"]
-    names = {
-        "requirements": "Requirements (VCD)",
-        "verdicts": "Specifications",
-        "changes": "Changes since the previous report",
-    }
+    parts = [_markdown_head(data)]
     for key, (header, rows) in tables(data).items():
-        parts += [f"## {names[key]}\n", _markdown_table(header, rows)]
+        parts += [f"## {SECTIONS[key]}\n", _markdown_table(header, rows)]
     return "\n".join(parts)
 
 
+def _html_cell(text: str) -> str:
+    colour = f" class='{text}'" if text in _STATUS_CLASSES else ""
+    return f"<td{colour}>{html.escape(text)}</td>"
+
+
 def render_html(data: ReportData) -> str:
-    title, intro = _title(data)
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro).replace('**', '')}</p>"]
-    names = {
-        "requirements": "Requirements (VCD)",
-        "verdicts": "Specifications",
-        "changes": "Changes since the previous report",
-    }
+    title = html.escape(f"Verification report: {data.dataset}")
+    body = [f"<h1>{title}</h1>", f"<p>{_intro(data, _HTML)}</p>"]
     for key, (header, rows) in tables(data).items():
-        body.append(f"<h2>{names[key]}</h2>")
+        body.append(f"<h2>{SECTIONS[key]}</h2>")
         if not rows:
             body.append("<p><em>none</em></p>")
             continue
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        cells = "".join(
-            "<tr>"
-            + "".join(f"<td class='{html.escape(c)}'>{html.escape(c)}</td>" for c in row)
-            + "</tr>"
-            for row in rows
-        )
+        cells = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in rows)
         body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
     body.append("<h2>Trends</h2>")
     applied = {v.spec for v in data.verdicts}
@@ -158,7 +230,7 @@ def render_html(data: ReportData) -> str:
         "td.fail{background:#fdd}td.pass{background:#dfd}td.worse{background:#fdd}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}"
         f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
     )
 
@@ -168,15 +240,9 @@ def render_notebook(data: ReportData, *, execute: bool = True, timeout_s: int = 
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    title, intro = _title(data)
-    cells = [new_markdown_cell(f"# {title}\n\n{intro}")]
-    names = {
-        "requirements": "Requirements (VCD)",
-        "verdicts": "Specifications",
-        "changes": "Changes since the previous report",
-    }
+    cells = [new_markdown_cell(_markdown_head(data))]
     for key, (header, rows) in tables(data).items():
-        cells.append(new_markdown_cell(f"## {names[key]}\n\n{_markdown_table(header, rows)}"))
+        cells.append(new_markdown_cell(f"## {SECTIONS[key]}\n\n{_markdown_table(header, rows)}"))
     cells.append(new_markdown_cell("## Trends\n\nEach plot is drawn from the data in its cell."))
     cells.append(
         new_code_cell(

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import SQLChange, SQLExclusion
+from .models import SQLChange, SQLExclusion, SQLMetric
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class ChangeRecord:
     status: str = "open"
     note: str = ""
     id: int | None = None
+    unit: str = ""  # the metric's unit ('' when the metric is unknown or dimensionless)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class ChangeFilter:
 _KEY_COLUMNS = ("metric", "dataset", "filter", "instrument", "branch")
 
 
-def _record(row: SQLChange) -> ChangeRecord:
+def _record(row: SQLChange, unit: str | None) -> ChangeRecord:
     return ChangeRecord(
         key=SeriesKey(row.metric, row.dataset, row.filter, row.instrument, row.branch),
         job_id=row.job_id,
@@ -74,6 +75,15 @@ def _record(row: SQLChange) -> ChangeRecord:
         status=row.status,
         note=row.note,
         id=row.id,
+        unit=unit or "",
+    )
+
+
+def _with_unit() -> Select[SQLChange, str | None]:
+    """Changes with their metric's unit: one left join on the metric's unique name (an index
+    lookup per change), so the unit costs no second query."""
+    return select(SQLChange, SQLMetric.unit).outerjoin(
+        SQLMetric, SQLMetric.full_name == SQLChange.metric
     )
 
 
@@ -131,7 +141,7 @@ class ChangeStore:
     ) -> list[ChangeRecord]:
         """Changes, newest first (by time, then id), after the keyset cursor ``after`` (the
         time and id of the last change of the previous page)."""
-        query = select(SQLChange).order_by(SQLChange.time.desc(), SQLChange.id.desc())
+        query = _with_unit().order_by(SQLChange.time.desc(), SQLChange.id.desc())
         for name in ("metric", "dataset", "branch", "status"):
             value = getattr(where, name)
             if value is not None:
@@ -148,7 +158,8 @@ class ChangeStore:
                     and_(SQLChange.time == time, SQLChange.id < change_id),
                 )
             )
-        return [_record(row) for row in await self._session.scalars(query.limit(limit))]
+        rows = await self._session.execute(query.limit(limit))
+        return [_record(change, unit) for change, unit in rows]
 
     async def set_status(self, change_id: int, status: str, note: str, now: datetime) -> bool:
         row = await self._session.get(SQLChange, change_id)
@@ -159,8 +170,9 @@ class ChangeStore:
         return True
 
     async def get(self, change_id: int) -> ChangeRecord | None:
-        row = await self._session.get(SQLChange, change_id)
-        return _record(row) if row else None
+        found = await self._session.execute(_with_unit().where(SQLChange.id == change_id))
+        row = found.first()
+        return _record(*row) if row else None
 
     async def exclude(self, job_id: int, reason: str, now: datetime) -> None:
         row = await self._session.get(SQLExclusion, job_id)

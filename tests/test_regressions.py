@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from specwatch.services.context import ProcessContext
 from specwatch.services.definitions import DefinitionService
 from specwatch.services.demo import load_demo
 from specwatch.services.demo_history import demo_events
-from specwatch.store.changes import ChangeFilter, SeriesKey
+from specwatch.store.changes import ChangeFilter, ChangeStore, SeriesKey
 
 DEFINITIONS = {
     "metrics/reg.yaml": (
@@ -266,3 +267,31 @@ async def test_every_series_counts_even_if_the_latest_build_skipped_its_metric(
     keys = await context.regressions().all_keys()
     assert sorted(k.metric for k in keys) == ["reg.AM1", "reg.COMP", "reg.PA1", "reg.TE1"]
     assert {(k.dataset, k.filter, k.branch) for k in keys} == {("D", "r", "main")}
+
+
+async def test_changes_carry_their_metric_unit(context: ProcessContext) -> None:
+    await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+    for n, values in enumerate(history()):
+        await context.jobs().ingest(body(n, values))
+    await context.deliverer.drain()
+    regressions = context.regressions()
+    detected = await regressions.detect(SeriesKey("reg.PA1", "D", "r", "", "main"))
+    assert [c.unit for c in detected] == ["mmag"]
+    await regressions.detect_many(await regressions.all_keys())
+    # A change of a metric no longer defined (no row to join) is listed, without a unit.
+    async with context.sessionmaker() as session, session.begin():
+        orphan = replace(detected[0], key=SeriesKey("gone.X", "D", "r", "", "main"), unit="")
+        await ChangeStore(session).replace_series(
+            orphan.key, [orphan], since=orphan.time, now=orphan.time
+        )
+    found = await regressions.changes(ChangeFilter(verdicts=()), after=None, limit=10)
+    assert sorted((c.key.metric, c.unit) for c in found) == [
+        ("gone.X", ""),
+        ("reg.AM1", "marcsec"),
+        ("reg.COMP", "%"),
+        ("reg.PA1", "mmag"),
+    ]
+    pa1 = next(c for c in found if c.key.metric == "reg.PA1")
+    assert pa1.id is not None
+    accepted = await regressions.set_status(pa1.id, "accepted", "expected")
+    assert (accepted.status, accepted.unit) == ("accepted", "mmag")
