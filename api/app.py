@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
-    routers = (jobs, metrics, definitions, verification, regressions)
+    # /metrics/{name:path}/changes (regressions) before /metrics/{name:path} (metrics).
+    routers = (jobs, regressions, metrics, definitions, verification)
     for module in routers:
         app.include_router(module.router)
     return app

@@ -96,6 +96,8 @@ def parse_job_metrics(items: JobItems) -> tuple[Metric, ...]:
             package, short = split_metric_name(name)
         except DefinitionError as error:
             raise DefinitionError(f"{where}: {error}") from error
+        if "/" in name:  # a metric's name is a segment of its URL, /api/v1/metrics/{name}
+            raise DefinitionError(f"{where}: a metric name has no '/'")
         if name in metrics:
             raise DefinitionError(f"{where}: defined twice")
         metrics[name] = _build_metric(package, short, body, where)
@@ -157,8 +159,10 @@ def _parse_metric_file(path: str, text: str, budget: YamlBudget) -> list[tuple[M
     metrics = []
     for name, body in document.items():
         where = f"{path}: metric {name!r}"
-        if not isinstance(name, str) or not name or "." in name:
-            raise DefinitionError(f"{where}: a metric name is a non-empty string without dots")
+        if not isinstance(name, str) or not name or "." in name or "/" in name:
+            raise DefinitionError(
+                f"{where}: a metric name is a non-empty string without dots or slashes"
+            )
         if not isinstance(body, dict):
             raise DefinitionError(f"{where}: definition is not a mapping")
         package = PurePosixPath(path.replace("\\", "/")).stem

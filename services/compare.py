@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import InvalidInputError, NotFoundError
 from specwatch.metrics.compare import Comparison, compare_values
+from specwatch.metrics.limits import INT32_MAX, INT64_MAX
 from specwatch.metrics.model import Direction, Level
 from specwatch.metrics.verification import Verdict, highest_level
 from specwatch.store.definitions import DefinitionStore
@@ -24,7 +25,8 @@ from specwatch.store.jobs import JobStore, StoredJob
 
 from .verification import job_verdicts
 
-_PR = re.compile(r"^pr:(\d+)$")
+_PR = re.compile(r"^pr:([0-9]{1,10})$")
+_JOB_ID = re.compile(r"^[0-9]{1,19}$")
 _COMMIT = re.compile(r"^[0-9a-fA-F]{4,64}$")
 MAX_BASE_BUILDS = 100
 
@@ -92,21 +94,21 @@ class CompareService:
     async def _resolve(self, jobs: JobStore, ref: str, name: str) -> list[StoredJob]:
         ref = ref.strip()
         found: list[StoredJob]
-        if ref.isdigit() and len(ref) < 19:
+        if _JOB_ID.match(ref) and int(ref) <= INT64_MAX:
             job = await jobs.get(int(ref))
             found = [job] if job else []
-        elif match := _PR.match(ref):
+        elif (match := _PR.match(ref)) and 1 <= int(match.group(1)) <= INT32_MAX:
             found = await jobs.latest_pr_build(int(match.group(1)))
         elif _COMMIT.match(ref):
             found = await jobs.for_commit(ref)
         else:
             raise InvalidInputError(
-                f"{name} {ref!r} is not a job id, a commit or pr:N"
+                f"{name} {ref[:80]!r} is not a job id, a commit or pr:N (N ≤ {INT32_MAX})"
                 + (" (or auto)" if name == "base" else ""),
                 location=["query", name],
             )
         if not found:
-            raise NotFoundError(f"no job for {name} {ref!r}", location=["query", name])
+            raise NotFoundError(f"no job for {name} {ref[:80]!r}", location=["query", name])
         return found
 
     async def _auto_base(

@@ -45,6 +45,8 @@ class IngestResult:
     id: int
     created: bool  # False: the same job was already stored (idempotent replay)
     delivered: bool  # the points reached the series store before the answer
+    # Specs the job carried that were not registered: its token lacks write:definitions.
+    specs_ignored: int = 0
 
 
 def decode_json(body: bytes, limits: DocumentLimits) -> Any:
@@ -108,10 +110,14 @@ class JobService:
         *,
         idempotency_key: str | None = None,
         allowed_packages: Collection[str] | None = None,
+        may_define: bool = True,
     ) -> IngestResult:
         """Store a job whole or not at all; the same job again changes nothing.
 
-        The key is the ``Idempotency-Key`` header when given, else the body's SHA-256.
+        The key is the ``Idempotency-Key`` header when given, else the body's SHA-256.  The
+        specifications a job carries change what "verified" means for every build, so they
+        are registered (when unknown) only if ``may_define`` (a ``write:definitions`` token);
+        otherwise they are left out and counted in ``specs_ignored``.
 
         Raises:
             PayloadTooLargeError, InvalidInputError (and its unit/metric subclasses),
@@ -131,6 +137,10 @@ class JobService:
             )
         key = idempotency_key or f"sha256:{digest}"
         document = parse_job_document(decode_json(body, self._limits))
+        specs_ignored = 0
+        if not may_define and document.spec_definitions:
+            specs_ignored = len(document.spec_definitions)
+            document = replace(document, spec_definitions=())
         packages = {m.metric.partition(".")[0] for m in document.measurements}
         check_packages(packages, allowed_packages)
 
@@ -159,7 +169,7 @@ class JobService:
         log.debug(
             "job ingested", job_id=job.id, measurements=job.n_measurements, delivered=delivered
         )
-        return IngestResult(job.id, created=True, delivered=delivered)
+        return IngestResult(job.id, created=True, delivered=delivered, specs_ignored=specs_ignored)
 
     async def _store(
         self,
@@ -174,6 +184,11 @@ class JobService:
         """One transaction: the job, its blobs and its outbox row (or the replay of it)."""
         async with self._sessionmaker() as session, session.begin():
             jobs = JobStore(session)
+            # The same body is the same job, whether it came with a key, another key or none.
+            same_body = await jobs.find_by_digest(digest)
+            if same_body is not None:
+                same_key = await jobs.find_by_key(key) if not key.startswith("sha256:") else None
+                return self._replay(same_key or same_body, digest, key)
             definitions = DefinitionStore(session)
             if document.metric_definitions or document.spec_definitions:
                 await register_job_definitions(
@@ -243,12 +258,13 @@ class JobService:
             return job, await store.blobs(job_id)
 
     async def list_jobs(
-        self, where: JobFilter, *, before_id: int | None, limit: int
+        self, where: JobFilter, *, before: tuple[datetime, int] | None, limit: int
     ) -> list[StoredJob]:
-        """Job summaries, newest first; times without an offset are UTC."""
+        """Job summaries, newest build first, after the keyset cursor ``before`` (time, id);
+        times without an offset are UTC."""
         where = replace(where, since=as_utc(where.since), until=as_utc(where.until))
         async with self._sessionmaker() as session:
-            return await JobStore(session).search(where, before_id=before_id, limit=limit)
+            return await JobStore(session).search(where, before=before, limit=limit)
 
 
 def _unique_blobs(blobs: tuple[Blob, ...]) -> list[Blob]:

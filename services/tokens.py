@@ -35,6 +35,9 @@ class Principal:
     scopes: tuple[str, ...]
     packages: tuple[str, ...]
 
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
     def require(self, scope: str) -> None:
         if scope not in self.scopes and not (scope == "read" and self.scopes):
             raise PermissionDeniedError(

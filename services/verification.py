@@ -96,10 +96,22 @@ class VerificationService:
             specs, units = await specs_and_units(DefinitionStore(session), [job])
         return job, job_verdicts(job, specs, units)
 
-    async def requirements(self, *, dataset: str | None, branch: str) -> BuildStatus:
-        """Every requirement's status on the latest build of ``branch`` (and ``dataset``)."""
+    async def requirements(
+        self, *, dataset: str | None, branch: str, known_dataset: bool = False
+    ) -> BuildStatus:
+        """Every requirement's status on the latest build of ``branch`` (and ``dataset``).
+
+        Raises:
+            NotFoundError: ``known_dataset`` and no build of ``dataset`` on ``branch`` (for a
+                client, an unknown name must not read as "nothing verified").
+        """
         async with self._sessionmaker() as session:
             jobs = await JobStore(session).latest_build(dataset=dataset, branch=branch)
+            if not jobs and known_dataset and dataset is not None:
+                raise NotFoundError(
+                    f"no build of dataset {dataset[:100]!r} on branch {branch[:100]!r}",
+                    location=["query", "dataset"],
+                )
             definitions = DefinitionStore(session)
             specs = await definitions.active_specs()
             units = await metric_units(definitions, specs)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -189,6 +189,18 @@ class JobStore:
         ).first()
         return (row[0], row[1]) if row else None
 
+    async def find_by_digest(self, digest: str) -> tuple[int, str] | None:
+        """``(job id, body digest)`` of the first job stored with this body's SHA-256."""
+        row = (
+            await self._session.execute(
+                select(SQLJob.id, SQLJob.body_sha256)
+                .where(SQLJob.body_sha256 == digest)
+                .order_by(SQLJob.id)
+                .limit(1)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
     async def add(
         self,
         *,
@@ -243,12 +255,13 @@ class JobStore:
         return [_stored(row, full=True) for row in rows]
 
     async def search(
-        self, where: JobFilter, *, before_id: int | None, limit: int
+        self, where: JobFilter, *, before: tuple[datetime, int] | None, limit: int
     ) -> list[StoredJob]:
-        """Job summaries, newest id first, below the cursor ``before_id``."""
+        """Job summaries, newest build first (by time, then id), after the keyset cursor
+        ``before`` (the time and id of the last job of the previous page)."""
         # Only the summary columns: the measurement documents can be large.
         query = select(*(getattr(SQLJob, c) for c in _SUMMARY_COLUMNS))
-        query = query.order_by(SQLJob.id.desc()).limit(limit)
+        query = query.order_by(SQLJob.time.desc(), SQLJob.id.desc()).limit(limit)
         for name in ("branch", "pr", "commit", "dataset"):
             value = getattr(where, name)
             if value is not None:
@@ -257,8 +270,11 @@ class JobStore:
             query = query.where(SQLJob.time >= where.since)
         if where.until is not None:
             query = query.where(SQLJob.time < where.until)
-        if before_id is not None:
-            query = query.where(SQLJob.id < before_id)
+        if before is not None:
+            time, job_id = before
+            query = query.where(
+                or_(SQLJob.time < time, and_(SQLJob.time == time, SQLJob.id < job_id))
+            )
         result = await self._session.execute(query)
         jobs = []
         for row in result.mappings():

@@ -210,12 +210,14 @@ class SQLDefinitionDigest(Base):
 class SQLJob(Base):
     __tablename__ = "job"
     __table_args__ = (
-        Index("ix_job_branch_id", "branch", "id"),
-        Index("ix_job_dataset_id", "dataset", "id"),
-        Index("ix_job_pr_id", "pr", "id"),
+        # Lists are newest first by build time (then id): keyset pages on (time, id).
+        Index("ix_job_branch_time", "branch", "time", "id"),
+        Index("ix_job_dataset_time", "dataset", "time", "id"),
+        Index("ix_job_pr_time", "pr", "time", "id"),
         Index("ix_job_commit", "commit"),
-        Index("ix_job_time", "time"),
+        Index("ix_job_time_id", "time", "id"),
         Index("ix_job_dataset_branch_time", "dataset", "branch", "time"),
+        Index("ix_job_body_sha256", "body_sha256"),  # the same body again is the same job
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -87,7 +87,8 @@ async def history(client: httpx.AsyncClient, auth: dict[str, str]) -> dict[int, 
 
 
 def ids_newest_first(jobs: dict[int, Sent], *days: int) -> list[int]:
-    return sorted((jobs[n].id for n in days), reverse=True)
+    """The ids of those days' jobs, newest build first (they were posted out of order)."""
+    return [jobs[n].id for n in sorted(days, key=lambda n: jobs[n].time, reverse=True)]
 
 
 async def job_ids(client: httpx.AsyncClient, **params: Any) -> list[int]:
@@ -369,7 +370,8 @@ async def test_series_bad_window_or_limit_is_422(
     [
         ("GET", "/api/v1/nope", 404, "not_found"),
         ("GET", "/nope", 404, "not_found"),
-        ("POST", "/api/v1/metrics/demo.PA1/series/x", 404, "not_found"),
+        ("GET", "/api/v1/metrics/demo.PA1/series/x", 404, "not_found"),  # no such metric
+        ("POST", "/api/v1/metrics/demo.PA1/series/x", 405, "method_not_allowed"),
         ("DELETE", "/api/v1/jobs", 405, "method_not_allowed"),
         ("PUT", "/api/v1/jobs/1", 405, "method_not_allowed"),
         ("GET", "/api/v1/definitions", 405, "method_not_allowed"),

@@ -324,8 +324,10 @@ async def test_requirement_status_on_the_latest_build(
     )
     imported = await client.post("/api/v1/requirements", json={"text": matrix}, headers=auth)
     assert imported.json() == {"added": 2, "updated": 0, "unchanged": 0}
-    empty = (await client.get("/api/v1/requirements", params={"dataset": "HSC-RC2"})).json()
-    assert empty["build"] is None
+    # No build of the dataset yet: a 404 naming it, not a 200 of nulls that reads "unverified".
+    empty = await client.get("/api/v1/requirements", params={"dataset": "HSC-RC2"})
+    assert empty.status_code == 404 and "'HSC-RC2'" in empty.json()["detail"]
+    assert (await client.get("/api/v1/requirements")).json()["build"] is None
 
     await post(client, auth, job(9.0, 0.02, commit="old", time="2026-04-01T00:00:00Z"))
     latest = await post(client, auth, job(4.8, 0.0125, commit="new"))

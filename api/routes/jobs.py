@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute, large_body
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import job_detail, job_summary
+from specwatch.metrics.limits import INT32_MAX
 from specwatch.services.tokens import Principal
 from specwatch.store.jobs import JobFilter
 
@@ -56,40 +58,48 @@ async def post_job(
 ) -> FastJSONResponse:
     body = await request.body()  # EdgeRoute bounds it by SPECWATCH_MAX_JOB_BYTES
     result = await context.jobs().ingest(
-        body, idempotency_key=idempotency_key, allowed_packages=principal.packages
+        body,
+        idempotency_key=idempotency_key,
+        allowed_packages=principal.packages,
+        may_define=principal.has("write:definitions"),
     )
     url = f"{base_url(request, context)}/api/v1/jobs/{result.id}"
     return FastJSONResponse(
-        {"id": result.id, "url": url, "created": result.created},
+        {
+            "id": result.id,
+            "url": url,
+            "created": result.created,
+            "specs_ignored": result.specs_ignored,
+        },
         status_code=201 if result.created else 200,
         headers={"Location": url},
     )
 
 
-@router.get("", summary="List jobs, newest first", dependencies=[Depends(read_access)])
+@router.get("", summary="List jobs, newest build first", dependencies=[Depends(read_access)])
 async def list_jobs(
     request: Request,
     context: Context,
     branch: str | None = None,
-    pr: Annotated[int | None, Query(ge=1)] = None,
+    pr: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     commit: str | None = None,
     dataset: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Cursor = None,
 ) -> FastJSONResponse:
     where = JobFilter(
         branch=branch, pr=pr, commit=commit, dataset=dataset, since=since, until=until
     )
-    jobs = await context.jobs().list_jobs(where, before_id=cursor, limit=limit)
+    jobs = await context.jobs().list_jobs(where, before=decode_cursor(cursor), limit=limit)
     root = base_url(request, context)
     return FastJSONResponse(
         {
             "jobs": [job_summary(job, root) for job in jobs],
-            "next_cursor": jobs[-1].id if len(jobs) == limit else None,
+            "next_cursor": encode_cursor(jobs[-1].time, jobs[-1].id)
+            if len(jobs) == limit
+            else None,
         }
     )
 

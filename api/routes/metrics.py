@@ -11,6 +11,7 @@ from specwatch.api.deps import Context, read_access
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import metric_view, spec_view, utc_times
+from specwatch.metrics.limits import INT32_MAX
 from specwatch.services.metrics import MAX_SERIES_POINTS, SeriesFilter
 
 router = APIRouter(
@@ -37,13 +38,7 @@ async def list_metrics(
     )
 
 
-@router.get("/{name}", summary="A metric with its specifications")
-async def get_metric(context: Context, name: str) -> FastJSONResponse:
-    metric, specs = await context.metrics().get(name)
-    return FastJSONResponse({**metric_view(metric), "specs": [spec_view(s) for s in specs]})
-
-
-@router.get("/{name}/series", summary="A metric's values over time (from the series store)")
+@router.get("/{name:path}/series", summary="A metric's values over time (from the series store)")
 async def get_series(
     context: Context,
     name: str,
@@ -51,7 +46,7 @@ async def get_series(
     branch: str | None = None,
     filter: str | None = None,
     instrument: str | None = None,
-    pr: Annotated[int | None, Query(ge=1)] = None,
+    pr: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     pipeline: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -79,3 +74,9 @@ async def get_series(
             "commit": series.commit,
         }
     )
+
+
+@router.get("/{name:path}", summary="A metric with its specifications")
+async def get_metric(context: Context, name: str) -> FastJSONResponse:
+    metric, specs = await context.metrics().get(name)
+    return FastJSONResponse({**metric_view(metric), "specs": [spec_view(s) for s in specs]})

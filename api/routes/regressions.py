@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
@@ -19,7 +20,6 @@ from specwatch.store.changes import ChangeFilter, ChangeRecord
 router = APIRouter(route_class=EdgeRoute, prefix="/api/v1", tags=["regressions"])
 _VERDICTS = {"worse": ("worse",), "better": ("better",), "changed": ("changed",), "any": ()}
 Triage = Annotated[Principal, Depends(require_scope("triage"))]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def change_view(change: ChangeRecord, root: str) -> dict[str, Any]:
@@ -48,40 +48,18 @@ def change_view(change: ChangeRecord, root: str) -> dict[str, Any]:
     }
 
 
-# A page ends at a change's time (µs since the epoch) and id: the list is ordered by both.
-Cursor = Annotated[
-    str | None,
-    Query(
-        pattern=r"^\d{1,19}\.\d{1,19}$",
-        description="next_cursor of the previous page",
-        examples=["1760486280000000.42"],
-    ),
-]
-
-
-def _cursor_of(change: ChangeRecord) -> str:
-    delta = change.time - _EPOCH
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return f"{micros}.{change.id}"
-
-
-def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
-    if cursor is None:
-        return None
-    micros, change_id = (int(part) for part in cursor.split("."))
-    return _EPOCH + timedelta(microseconds=micros), change_id
-
-
 async def _list(
     request: Request, context: Context, where: ChangeFilter, cursor: str | None, limit: int
 ) -> FastJSONResponse:
-    after = _parse_cursor(cursor)
+    after = decode_cursor(cursor)
     changes = await context.regressions().changes(where, after=after, limit=limit)
     root = base_url(request, context)
+    last = changes[-1] if len(changes) == limit else None
     return FastJSONResponse(
         {
             "changes": [change_view(c, root) for c in changes],
-            "next_cursor": _cursor_of(changes[-1]) if len(changes) == limit else None,
+            # Stored changes have ids; a page ends at the last one's time and id.
+            "next_cursor": encode_cursor(last.time, last.id or 0) if last else None,
         }
     )
 
@@ -117,7 +95,7 @@ async def get_regressions(
 
 
 @router.get(
-    "/metrics/{name}/changes",
+    "/metrics/{name:path}/changes",
     summary="Every change point of a metric's series",
     dependencies=[Depends(read_access)],
 )

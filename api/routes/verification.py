@@ -69,7 +69,9 @@ async def get_verdicts(
 async def get_requirements(
     request: Request, context: Context, dataset: str | None = None, branch: str = "main"
 ) -> FastJSONResponse:
-    status = await context.verification().requirements(dataset=dataset, branch=branch)
+    status = await context.verification().requirements(
+        dataset=dataset, branch=branch, known_dataset=True
+    )
     root = base_url(request, context)
     build = None
     if status.jobs:
