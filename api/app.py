@@ -17,8 +17,10 @@ from specwatch.services.context import ProcessContext
 from .deps import Context
 from .edge import EdgeMiddleware, EdgeRoute
 from .errors import install_error_handlers
+from .openapi import install_openapi
 from .responses import FastJSONResponse
 from .routes import definitions, jobs, metrics, regressions, verification
+from .schemas import Health
 
 log = structlog.get_logger("specwatch.api")
 
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, access_log=settings.access_log)
 
-    @app.get("/healthz", tags=["service"], summary="Liveness and backlog")
+    @app.get("/healthz", tags=["service"], summary="Liveness and backlog", response_model=Health)
     async def healthz(context: Context) -> FastJSONResponse:
         return FastJSONResponse(
             {
@@ -74,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (jobs, regressions, metrics, definitions, verification)
     for module in routers:
         app.include_router(module.router)
+    install_openapi(app, read_token_required=settings.read_token_required)
     return app

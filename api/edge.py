@@ -44,6 +44,7 @@ _SECURITY_HEADERS = [
 ]
 SCOPE_ATTRIBUTE = "__specwatch_scope__"  # set on the auth dependencies of ``deps``
 LARGE_BODY_ATTRIBUTE = "__specwatch_large_body__"  # set by ``large_body``
+SCOPES_KEY = "x-required-scopes"  # in the OpenAPI operation of a route that needs a token
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -202,6 +203,12 @@ def decode_strict_json(body: bytes, limits: DocumentLimits) -> Any:
 
 class EdgeRoute(APIRoute):
     """Authentication, parameter, size and JSON checks before the handler (see module doc)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        scopes = list(dict.fromkeys(_scopes(self.dependant)))
+        if scopes:  # documented, so a client knows which token to create
+            self.openapi_extra = {**(self.openapi_extra or {}), SCOPES_KEY: scopes}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

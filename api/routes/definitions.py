@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from specwatch.api import schemas
 from specwatch.api.deps import Context, require_scope
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
@@ -28,7 +29,11 @@ class DefinitionUpload(BaseModel):
     )
 
 
-@router.post("", summary="Import metric and specification definitions (upsert)")
+@router.post(
+    "",
+    summary="Import metric and specification definitions (upsert)",
+    response_model=schemas.ImportSummary,
+)
 async def post_definitions(
     upload: DefinitionUpload,
     context: Context,

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from specwatch.api import schemas
 from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute, large_body
+from specwatch.api.openapi import problems
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import job_detail, job_summary
 from specwatch.metrics.limits import INT32_MAX
@@ -47,7 +49,14 @@ _JOB_BODY_DOC: dict[str, Any] = {
     status_code=201,
     openapi_extra=_JOB_BODY_DOC,
     summary="Ingest a verification job",
-    responses={200: {"description": "The same job was already stored; nothing changed."}},
+    response_model=schemas.JobCreated,
+    responses={
+        200: {
+            "description": "The same job was already stored; nothing changed.",
+            "model": schemas.JobCreated,
+        },
+        **problems(409),
+    },
 )
 @large_body
 async def post_job(
@@ -76,7 +85,12 @@ async def post_job(
     )
 
 
-@router.get("", summary="List jobs, newest build first", dependencies=[Depends(read_access)])
+@router.get(
+    "",
+    summary="List jobs, newest build first",
+    dependencies=[Depends(read_access)],
+    response_model=schemas.JobList,
+)
 async def list_jobs(
     request: Request,
     context: Context,
@@ -107,6 +121,8 @@ async def list_jobs(
 @router.get(
     "/{job_id}",
     summary="One job: context, measurements, blobs",
+    response_model=schemas.JobDetail,
+    responses=problems(404),
     dependencies=[Depends(read_access)],
 )
 async def get_job(

@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from specwatch.api import schemas
 from specwatch.api.deps import Context, read_access
 from specwatch.api.edge import EdgeRoute
+from specwatch.api.openapi import problems
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import metric_view, spec_view, utc_times
 from specwatch.metrics.limits import INT32_MAX
@@ -22,7 +24,7 @@ router = APIRouter(
 )
 
 
-@router.get("", summary="List metrics by name")
+@router.get("", summary="List metrics by name", response_model=schemas.MetricList)
 async def list_metrics(
     context: Context,
     package: str | None = None,
@@ -38,7 +40,12 @@ async def list_metrics(
     )
 
 
-@router.get("/{name:path}/series", summary="A metric's values over time (from the series store)")
+@router.get(
+    "/{name:path}/series",
+    summary="A metric's values over time (from the series store)",
+    response_model=schemas.Series,
+    responses=problems(404),
+)
 async def get_series(
     context: Context,
     name: str,
@@ -76,7 +83,12 @@ async def get_series(
     )
 
 
-@router.get("/{name:path}", summary="A metric with its specifications")
+@router.get(
+    "/{name:path}",
+    summary="A metric with its specifications",
+    response_model=schemas.MetricDetail,
+    responses=problems(404),
+)
 async def get_metric(context: Context, name: str) -> FastJSONResponse:
     metric, specs = await context.metrics().get(name)
     return FastJSONResponse({**metric_view(metric), "specs": [spec_view(s) for s in specs]})

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from specwatch.api import schemas
 from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute
+from specwatch.api.openapi import problems
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso
 from specwatch.services.metrics import as_utc
@@ -27,6 +29,7 @@ def change_view(change: ChangeRecord, root: str) -> dict[str, Any]:
     return {
         "id": change.id,
         "metric": key.metric,
+        "unit": change.unit,
         "dataset": key.dataset or None,
         "filter": key.filter or None,
         "instrument": key.instrument or None,
@@ -71,6 +74,7 @@ Verdict = Literal["worse", "better", "changed", "any"]
 @router.get(
     "/regressions",
     summary="Changes for the worse (by default), newest first",
+    response_model=schemas.ChangeList,
     dependencies=[Depends(read_access)],
 )
 async def get_regressions(
@@ -97,6 +101,8 @@ async def get_regressions(
 @router.get(
     "/metrics/{name:path}/changes",
     summary="Every change point of a metric's series",
+    response_model=schemas.ChangeList,
+    responses=problems(404),
     dependencies=[Depends(read_access)],
 )
 async def get_metric_changes(
@@ -125,7 +131,12 @@ class TriageNote(BaseModel):
     note: str = Field("", max_length=2000, description="Why (shown beside the change)")
 
 
-@router.post("/changes/{change_id}/accept", summary="Mark a change as expected")
+@router.post(
+    "/changes/{change_id}/accept",
+    summary="Mark a change as expected",
+    response_model=schemas.Change,
+    responses=problems(404),
+)
 async def accept_change(
     request: Request,
     context: Context,
@@ -139,7 +150,12 @@ async def accept_change(
     return FastJSONResponse(change_view(change, base_url(request, context)))
 
 
-@router.post("/changes/{change_id}/reopen", summary="Undo an acceptance")
+@router.post(
+    "/changes/{change_id}/reopen",
+    summary="Undo an acceptance",
+    response_model=schemas.Change,
+    responses=problems(404),
+)
 async def reopen_change(
     request: Request,
     context: Context,
@@ -154,7 +170,12 @@ class Exclusion(BaseModel):
     reason: str = Field("", max_length=2000, description="Why the job's points are bad data")
 
 
-@router.put("/jobs/{job_id}/exclusion", summary="Exclude a job's points from detection")
+@router.put(
+    "/jobs/{job_id}/exclusion",
+    summary="Exclude a job's points from detection",
+    response_model=schemas.ExclusionResult,
+    responses=problems(404),
+)
 async def exclude_job(
     context: Context,
     _: Triage,
@@ -165,7 +186,12 @@ async def exclude_job(
     return FastJSONResponse({"job_id": job_id, "excluded": True, "series_redetected": series})
 
 
-@router.delete("/jobs/{job_id}/exclusion", summary="Count a job's points again")
+@router.delete(
+    "/jobs/{job_id}/exclusion",
+    summary="Count a job's points again",
+    response_model=schemas.ExclusionResult,
+    responses=problems(404),
+)
 async def include_job(
     context: Context, _: Triage, job_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> FastJSONResponse:

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from specwatch.api import schemas
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute
+from specwatch.api.openapi import problems
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso, job_summary, number
 from specwatch.metrics.model import Level
@@ -37,6 +39,8 @@ def verdict_view(verdict: Verdict) -> dict[str, Any]:
 @router.get(
     "/jobs/{job_id}/verdicts",
     summary="A job's verdicts: every measurement against every applicable specification",
+    response_model=schemas.JobVerdicts,
+    responses=problems(404),
     dependencies=[Depends(read_access)],
 )
 async def get_verdicts(
@@ -64,6 +68,8 @@ async def get_verdicts(
 @router.get(
     "/requirements",
     summary="Each requirement's verification status on the latest build (LDM-503)",
+    response_model=schemas.Requirements,
+    responses=problems(404),
     dependencies=[Depends(read_access)],
 )
 async def get_requirements(
@@ -104,6 +110,8 @@ async def get_requirements(
 @router.get(
     "/compare",
     summary="Compare a build (job, commit or pr:N) with its baseline, worst first",
+    response_model=schemas.Comparison,
+    responses=problems(404),
     dependencies=[Depends(read_access)],
 )
 async def get_compare(
@@ -164,7 +172,9 @@ class RequirementsUpload(BaseModel):
     format: str = Field("yaml", pattern="^(yaml|csv)$")
 
 
-@router.post("/requirements", summary="Import requirements (upsert)")
+@router.post(
+    "/requirements", summary="Import requirements (upsert)", response_model=schemas.UpsertCounts
+)
 async def post_requirements(
     upload: RequirementsUpload,
     context: Context,

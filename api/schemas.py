@@ -1,0 +1,307 @@
+"""The response models of the API: what every route answers, as the OpenAPI document says.
+
+Handlers build plain data (``views``) and send it with orjson; these models declare it, so the
+document clients generate code from is true (the schemathesis test checks every response
+against them).  Numbers that may be NaN or infinite in the store are ``null`` in JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Number = float | None  # JSON has no NaN: a value that is not finite is null
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorItem(Model):
+    location: list[str | int] = Field(description="Where the bad input is, e.g. ['query', 'pr']")
+    message: str
+    type: str | None = None
+
+
+class Problem(Model):
+    """An RFC 9457 problem (``application/problem+json``)."""
+
+    type: str = Field(examples=["urn:specwatch:problem:invalid_input"])
+    title: str
+    status: int
+    detail: str = Field(description="What is wrong, for a person")
+    instance: str = Field(description="The request path")
+    code: str = Field(description="Stable, for a program: invalid_input, not_found, …")
+    location: list[str | int] | None = None
+    errors: list[ErrorItem] | None = None
+
+
+class Health(Model):
+    status: Literal["ok"]
+    version: str
+    series_store: str
+    outbox_pending: int = Field(description="Jobs whose points wait for the series store")
+    detection_pending: int = Field(description="Series waiting for change detection")
+
+
+class JobCreated(Model):
+    id: int
+    url: str
+    created: bool = Field(description="False: the same job was already stored (200)")
+    specs_ignored: int = Field(
+        description="Specifications the job carried that were not registered: the token "
+        "lacks write:definitions"
+    )
+
+
+class JobSummary(Model):
+    id: int
+    url: str
+    time: str = Field(description="Build time, UTC")
+    created_at: str
+    n_measurements: int
+    ci_name: str | None
+    ci_id: str | None
+    ci_url: str | None
+    build_url: str | None
+    repository: str | None
+    commit: str | None
+    branch: str | None
+    pr: int | None
+    pr_url: str | None
+    base_commit: str | None
+    dataset: str | None
+    instrument: str | None
+    filter: str | None
+    status: int | None
+
+
+class JobList(Model):
+    jobs: list[JobSummary]
+    next_cursor: str | None = Field(description="Give it as `cursor` for the next page")
+
+
+class SentValue(Model):
+    value: Number
+    unit: str
+
+
+class MeasurementView(Model):
+    metric: str
+    value: Number = Field(description="In the metric's unit; null when not finite")
+    unit: str
+    non_finite: Literal["NaN", "Infinity", "-Infinity"] | None = None
+    identifier: str | None = None
+    sent: SentValue | None = Field(None, description="What was sent, when it was converted")
+    blob_refs: list[str] | None = None
+    extras: dict[str, Any] | None = None
+    notes: dict[str, Any] | None = None
+
+
+class BlobView(Model):
+    identifier: str
+    name: str
+    data: dict[str, Any]
+
+
+class JobDetail(JobSummary):
+    idempotency_key: str
+    meta: dict[str, Any]
+    packages: dict[str, Any]
+    measurements: list[MeasurementView]
+    blobs: list[BlobView]
+
+
+class MetricView(Model):
+    name: str = Field(examples=["validate_drp.PA1"])
+    package: str
+    metric: str
+    unit: str
+    description: str
+    tags: list[str]
+    reference: dict[str, Any]
+    direction: Literal["lower", "higher", "none"]
+
+
+class Threshold(Model):
+    value: float
+    unit: str
+    operator: Literal["<", "<=", ">", ">=", "==", "!="]
+
+
+class SpecView(Model):
+    name: str
+    metric: str
+    threshold: Threshold
+    level: Literal["minimum", "design", "stretch"] | None
+    requirements: list[str]
+    metadata_query: dict[str, Any]
+    tags: list[str]
+    description: str
+
+
+class MetricList(Model):
+    metrics: list[MetricView]
+    next_cursor: str | None
+
+
+class MetricDetail(MetricView):
+    specs: list[SpecView]
+
+
+class Series(Model):
+    metric: str
+    unit: str
+    time: list[str]
+    value: list[Number]
+    job_id: list[int]
+    commit: list[str | None]
+
+
+class ImportSummary(Model):
+    metrics_added: int
+    metrics_updated: int
+    metrics_unchanged: int
+    specs_added: int
+    specs_updated: int
+    specs_unchanged: int
+    specs_retired: int
+    series_redetected: int
+
+
+class UpsertCounts(Model):
+    added: int
+    updated: int
+    unchanged: int
+
+
+Level = Literal["minimum", "design", "stretch"]
+
+
+class VerdictView(Model):
+    metric: str
+    spec: str
+    level: Level | None
+    status: Literal["pass", "fail", "not_tested"]
+    value: Number
+    operator: str
+    threshold: float
+    unit: str
+    measured: bool
+    requirements: list[str]
+
+
+class VerdictCounts(Model):
+    pass_: int = Field(alias="pass")
+    fail: int
+    not_tested: int
+
+
+class JobVerdicts(Model):
+    job: JobSummary
+    summary: VerdictCounts
+    highest_level: dict[str, Level | None]
+    verdicts: list[VerdictView]
+
+
+class Build(Model):
+    commit: str | None
+    branch: str
+    dataset: str | None
+    time: str
+    jobs: list[JobSummary]
+
+
+class RequirementView(Model):
+    id: str
+    title: str
+    method: str
+    status: Number = Field(description="Fraction of design-level specs passing; null: none")
+    levels: dict[str, VerdictCounts]
+    specs: list[str]
+
+
+class Requirements(Model):
+    build: Build | None
+    requirements: list[RequirementView]
+
+
+class CompareSide(Model):
+    ref: str
+    jobs: list[JobSummary]
+
+
+class CompareBase(CompareSide):
+    branch: str
+    how: list[str]
+
+
+class LevelChange(Model):
+    base: Level | None
+    head: Level | None
+    crossed: bool
+
+
+class MetricComparison(Model):
+    metric: str
+    dataset: str | None
+    filter: str | None
+    verdict: Literal["regressed", "missing", "improved", "unchanged", "within_noise"]
+    base_mean: Number
+    base_std: Number
+    base_n: int
+    head_value: Number
+    delta: Number
+    delta_pct: Number
+    delta_sigma: Number
+    unit: str
+    head_job: int | None
+    level: LevelChange
+    specs: list[VerdictView]
+
+
+class Comparison(Model):
+    head: CompareSide
+    base: CompareBase
+    metrics: list[MetricComparison]
+
+
+class Commits(Model):
+    before: str | None
+    after: str | None
+
+
+class Change(Model):
+    id: int | None
+    metric: str
+    unit: str
+    dataset: str | None
+    filter: str | None
+    instrument: str | None
+    branch: str | None
+    time: str | None
+    job_id: int
+    job_url: str
+    previous_job_id: int | None
+    commits: Commits
+    before: Number
+    after: Number
+    delta: Number
+    delta_pct: Number
+    delta_sigma: Number
+    sigma: Number
+    verdict: Literal["worse", "better", "changed"]
+    status: Literal["open", "accepted"]
+    note: str
+
+
+class ChangeList(Model):
+    changes: list[Change]
+    next_cursor: str | None
+
+
+class ExclusionResult(Model):
+    job_id: int
+    excluded: bool
+    series_redetected: int = Field(description="Series whose changes are detected again")
