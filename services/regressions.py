@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 import anyio
@@ -26,6 +26,8 @@ from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore, Ser
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobStore, StoredJob
 from specwatch.store.series.base import Series, SeriesPoint, SeriesQuery, TimeSeriesStore
+
+from .definitions import check_packages
 
 log = structlog.get_logger("specwatch.regressions")
 
@@ -208,25 +210,52 @@ class RegressionService:
         async with self._sessionmaker() as session:
             return await ChangeStore(session).search(where, after=after, limit=limit)
 
-    async def set_status(self, change_id: int, status: str, note: str) -> ChangeRecord:
-        """Accept a change as expected (or reopen it).  Raises ``NotFoundError``."""
+    async def set_status(
+        self,
+        change_id: int,
+        status: str,
+        note: str,
+        *,
+        allowed_packages: Collection[str] | None = None,
+    ) -> ChangeRecord:
+        """Accept a change as expected (or reopen it).
+
+        Raises:
+            NotFoundError: no such change.
+            PermissionDeniedError: its metric's package is outside ``allowed_packages``.
+        """
         async with self._sessionmaker() as session, session.begin():
             store = ChangeStore(session)
-            if not await store.set_status(change_id, status, note, datetime.now(UTC)):
+            found = await store.get(change_id)
+            if found is None:
                 raise NotFoundError(f"no change {change_id}", location=["path", "change_id"])
+            check_packages({found.key.metric.partition(".")[0]}, allowed_packages)
+            await store.set_status(change_id, status, note, datetime.now(UTC))
             record = await store.get(change_id)
         assert record is not None
         return record
 
-    async def exclude(self, job_id: int, reason: str, *, excluded: bool = True) -> int:
+    async def exclude(
+        self,
+        job_id: int,
+        reason: str,
+        *,
+        excluded: bool = True,
+        allowed_packages: Collection[str] | None = None,
+    ) -> int:
         """Mark a job's points as bad data (or good again) and re-detect its series.
 
-        Returns how many series were re-detected.  Raises ``NotFoundError``.
+        Returns how many series were re-detected.
+
+        Raises:
+            NotFoundError: no such job.
+            PermissionDeniedError: the job measures a package outside ``allowed_packages``.
         """
         async with self._sessionmaker() as session, session.begin():
             job = await JobStore(session).get(job_id)
             if job is None:
                 raise NotFoundError(f"no job {job_id}", location=["path", "job_id"])
+            check_packages({m.metric.partition(".")[0] for m in job.measurements}, allowed_packages)
             store = ChangeStore(session)
             if excluded:
                 await store.exclude(job_id, reason, datetime.now(UTC))

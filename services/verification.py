@@ -7,7 +7,7 @@ with nothing to recompute or to go stale (a verdict costs microseconds; a build 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from specwatch.exceptions import NotFoundError
+from specwatch.exceptions import NotFoundError, PermissionDeniedError
 from specwatch.metrics.limits import DocumentLimits
 from specwatch.metrics.model import Specification
 from specwatch.metrics.requirements import (
@@ -127,8 +127,20 @@ class VerificationService:
         ]
         return BuildStatus(jobs, statuses)
 
-    async def import_requirements(self, text: str, *, source: str) -> UpsertCounts:
-        """Upsert a verification matrix (YAML or CSV).  Raises ``DefinitionError``."""
+    async def import_requirements(
+        self, text: str, *, source: str, allowed_packages: Collection[str] | None = None
+    ) -> UpsertCounts:
+        """Upsert a verification matrix (YAML or CSV).
+
+        Raises:
+            DefinitionError: a malformed matrix.
+            PermissionDeniedError: a token limited to packages (requirements span them all).
+        """
+        if allowed_packages:
+            raise PermissionDeniedError(
+                "requirements span every package; a token limited to packages "
+                f"({', '.join(sorted(allowed_packages))}) may not import them"
+            )
         requirements = parse_requirements(text, source=source, limits=self._limits)
         async with self._sessionmaker() as session, session.begin():
             return await RequirementStore(session).upsert(requirements, datetime.now(UTC))

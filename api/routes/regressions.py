@@ -140,12 +140,12 @@ class TriageNote(BaseModel):
 async def accept_change(
     request: Request,
     context: Context,
-    _: Triage,
+    principal: Triage,
     change_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: TriageNote | None = None,
 ) -> FastJSONResponse:
     change = await context.regressions().set_status(
-        change_id, "accepted", body.note if body else ""
+        change_id, "accepted", body.note if body else "", allowed_packages=principal.packages
     )
     return FastJSONResponse(change_view(change, base_url(request, context)))
 
@@ -159,10 +159,12 @@ async def accept_change(
 async def reopen_change(
     request: Request,
     context: Context,
-    _: Triage,
+    principal: Triage,
     change_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> FastJSONResponse:
-    change = await context.regressions().set_status(change_id, "open", "")
+    change = await context.regressions().set_status(
+        change_id, "open", "", allowed_packages=principal.packages
+    )
     return FastJSONResponse(change_view(change, base_url(request, context)))
 
 
@@ -178,11 +180,13 @@ class Exclusion(BaseModel):
 )
 async def exclude_job(
     context: Context,
-    _: Triage,
+    principal: Triage,
     job_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: Exclusion | None = None,
 ) -> FastJSONResponse:
-    series = await context.regressions().exclude(job_id, body.reason if body else "")
+    series = await context.regressions().exclude(
+        job_id, body.reason if body else "", allowed_packages=principal.packages
+    )
     return FastJSONResponse({"job_id": job_id, "excluded": True, "series_redetected": series})
 
 
@@ -193,7 +197,9 @@ async def exclude_job(
     responses=problems(404),
 )
 async def include_job(
-    context: Context, _: Triage, job_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    context: Context, principal: Triage, job_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> FastJSONResponse:
-    series = await context.regressions().exclude(job_id, "", excluded=False)
+    series = await context.regressions().exclude(
+        job_id, "", excluded=False, allowed_packages=principal.packages
+    )
     return FastJSONResponse({"job_id": job_id, "excluded": False, "series_redetected": series})

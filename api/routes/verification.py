@@ -181,7 +181,7 @@ async def post_requirements(
     principal: Annotated[Principal, Depends(require_scope("write:definitions"))],
 ) -> FastJSONResponse:
     counts = await context.verification().import_requirements(
-        upload.text, source=f"upload.{upload.format}"
+        upload.text, source=f"upload.{upload.format}", allowed_packages=principal.packages
     )
     return FastJSONResponse(
         {"added": counts.added, "updated": counts.updated, "unchanged": counts.unchanged}
