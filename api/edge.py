@@ -20,16 +20,16 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-import orjson
 import structlog
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from specwatch.exceptions import InvalidInputError, PayloadTooLargeError
-from specwatch.metrics.limits import DocumentLimits, check_document, check_text
+from specwatch.exceptions import PayloadTooLargeError
+from specwatch.metrics.limits import check_text
 from specwatch.services.context import ProcessContext
+from specwatch.services.jobs import decode_json
 
 from .responses import dumps
 
@@ -189,18 +189,6 @@ def _is_json(request: Request) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def decode_strict_json(body: bytes, limits: DocumentLimits) -> Any:
-    """A JSON body (no NaN tokens) within ``limits``; ``InvalidInputError`` otherwise."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidInputError(
-            f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
-        ) from None
-    check_document(document, limits)
-    return document
-
-
 class EdgeRoute(APIRoute):
     """Authentication, parameter, size and JSON checks before the handler (see module doc)."""
 
@@ -231,7 +219,7 @@ class EdgeRoute(APIRoute):
             if parses_json and request.method in ("POST", "PUT", "PATCH") and _is_json(request):
                 body = await edge.body()
                 if body:  # parsed here, so FastAPI's own parser never meets a hostile body
-                    edge._json = decode_strict_json(body, settings.document_limits)
+                    edge._json = decode_json(body, settings.document_limits, allow_nan=False)
             return await handler(edge)
 
         return edge_handler

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from specwatch.exceptions import InvalidInputError, Location
+from specwatch.exceptions import DefinitionError, InvalidInputError, Location
 
 # Column sizes of the SQL schema, in characters.
 PACKAGE_CHARS = 200  # a metric's package (InfluxDB measurement)
@@ -95,8 +95,14 @@ def check_yaml(text: str, budget: YamlBudget, where: str) -> None:
                     "nodes in this request (SPECWATCH_MAX_YAML_NODES)",
                     location=["body", "files", where],
                 )
-    except yaml.YAMLError:
-        return  # the loader reports syntax errors with their position
+    except yaml.YAMLError as error:
+        if "nesting depth" in str(error):  # libyaml's own limit (about 1,000 levels)
+            raise InvalidInputError(
+                f"{where}: YAML nested deeper than {max_depth} levels (SPECWATCH_MAX_JSON_DEPTH)",
+                location=["body", "files", where],
+            ) from None
+        # Refused here: the pure-Python loader would recurse on what libyaml could not parse.
+        raise DefinitionError(f"{where}: not valid YAML: {error}") from None
     budget.left -= total
 
 

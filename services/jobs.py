@@ -49,9 +49,9 @@ class IngestResult:
     specs_ignored: int = 0
 
 
-def decode_json(body: bytes, limits: DocumentLimits) -> Any:
+def decode_json(body: bytes, limits: DocumentLimits, *, allow_nan: bool = True) -> Any:
     """A JSON document within ``limits``; bare ``NaN``/``Infinity`` tokens (as lsst.verify
-    writes them) allowed.
+    writes them) allowed unless not ``allow_nan``.
 
     Raises:
         InvalidInputError: the body is not JSON (message gives the position), or goes past
@@ -62,6 +62,10 @@ def decode_json(body: bytes, limits: DocumentLimits) -> Any:
     except orjson.JSONDecodeError as error:
         if "depth limit" in str(error):
             raise _too_deep(limits) from None
+        if not allow_nan:
+            raise InvalidInputError(
+                f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
+            ) from None
         # orjson rejects NaN tokens (and integers past 64 bits); the standard library reads them
         try:
             document = json.loads(body)
