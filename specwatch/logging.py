@@ -10,16 +10,22 @@ import structlog
 
 def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
     """Route structlog and the standard library's loggers through one renderer."""
+    # Plain tracebacks: a rich one shows local variables, and a request's locals hold its
+    # Authorization header.
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if log_format == "json":
+        shared.append(structlog.processors.format_exc_info)  # the traceback as one string
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
