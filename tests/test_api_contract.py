@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from api_helpers import (
 )
 from fastapi import FastAPI
 
+from specwatch.config import Settings
 from specwatch.metrics.model import Metric
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.models import SQLChange
@@ -328,3 +330,9 @@ async def test_jobs_page_by_build_time(client: httpx.AsyncClient, auth: dict[str
         if cursor is None:
             break
     assert seen == expected
+
+
+def test_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"SPECWATCH_{name.upper()}" not in readme]
+    assert not missing, f"README's settings table lacks {missing}"
