@@ -41,21 +41,24 @@ def encode_cursor(time: datetime, item_id: int) -> str:
 def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     """``(time, id)`` of a cursor, or None.
 
+    A cursor of the documented form but out of range is a position all the same: one after
+    the latest time a store can hold is before every item (the whole list follows), one before
+    the earliest is after every item (nothing follows).  Clamped, so no overflow.
+
     Raises:
-        InvalidInputError: not a cursor this API wrote (a time or id out of range).
+        InvalidInputError: not of the form ``<µs>.<id>``.
     """
     if cursor is None:
         return None
     if not _CURSOR.match(cursor):
-        raise _invalid(cursor)
+        raise InvalidInputError(
+            f"cursor {cursor[:40]!r} is not a next_cursor of this list",
+            location=["query", "cursor"],
+        )
     micros_text, id_text = cursor.split(".")
-    micros, item_id = int(micros_text), int(id_text)
-    if not (_MIN_US <= micros <= _MAX_US and 1 <= item_id <= INT64_MAX):
-        raise _invalid(cursor)
+    micros, item_id = int(micros_text), min(int(id_text), INT64_MAX)
+    if micros > _MAX_US:
+        return LATEST, INT64_MAX
+    if micros < _MIN_US:
+        return EARLIEST, 0
     return EPOCH + timedelta(microseconds=micros), item_id
-
-
-def _invalid(cursor: str) -> InvalidInputError:
-    return InvalidInputError(
-        f"cursor {cursor[:40]!r} is not a next_cursor of this list", location=["query", "cursor"]
-    )

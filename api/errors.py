@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -39,6 +39,7 @@ def problem(
     *,
     location: Sequence[str | int] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> ProblemResponse:
     body: dict[str, Any] = {
         "type": f"urn:specwatch:problem:{code}",
@@ -52,8 +53,8 @@ def problem(
         body["location"] = list(location)
     if errors is not None:
         body["errors"] = errors
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return ProblemResponse(body, status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return ProblemResponse(body, status_code=status, headers={**headers, **(extra_headers or {})})
 
 
 async def _client_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -88,7 +89,8 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(request, exc.status_code, code, str(exc.detail))
+    # e.g. the Allow header of a 405, which RFC 9110 requires
+    return problem(request, exc.status_code, code, str(exc.detail), extra_headers=exc.headers)
 
 
 async def _service_unavailable(request: Request, exc: Exception) -> ProblemResponse:

@@ -246,7 +246,7 @@ def _parse_measurement_checked(index: int, item: Any) -> RawMeasurement:
             "unit",
         )
     identifier = item.get("identifier")
-    refs = item.get("blob_refs") or ()
+    refs = _or_empty(item.get("blob_refs"), ())
     if not isinstance(refs, list | tuple) or not all(isinstance(r, str) for r in refs):
         raise _fail(
             f"measurement {index} ({metric}): blob_refs must be a list of strings",
@@ -254,7 +254,7 @@ def _parse_measurement_checked(index: int, item: Any) -> RawMeasurement:
             index,
             "blob_refs",
         )
-    extras, notes = item.get("extras") or {}, item.get("notes") or {}
+    extras, notes = _or_empty(item.get("extras"), {}), _or_empty(item.get("notes"), {})
     if not isinstance(extras, Mapping) or not isinstance(notes, Mapping):
         raise _fail(
             f"measurement {index} ({metric}): extras and notes must be objects",
@@ -283,6 +283,10 @@ def _parse_blob(index: int, item: Any) -> Blob:
     return Blob(identifier=identifier, name=name, data=item.get("data") or {})
 
 
+def _or_empty(value: Any, empty: Any) -> Any:
+    return empty if value is None else value
+
+
 def parse_job_document(doc: Any) -> JobDocument:
     """Check the shape of a job document and read it.
 
@@ -291,22 +295,23 @@ def parse_job_document(doc: Any) -> JobDocument:
     """
     if not isinstance(doc, Mapping):
         raise _fail("a job must be a JSON object")
-    meta = doc.get("meta") or {}
+    # Absent or null is empty; anything else must have the right type (0 is not an empty list).
+    meta = _or_empty(doc.get("meta"), {})
     if not isinstance(meta, Mapping):
         raise _fail("meta must be an object", "meta")
     measurements = doc.get("measurements")
     if not isinstance(measurements, list):
         raise _fail("measurements must be a list", "measurements")
-    blobs = doc.get("blobs") or []
+    blobs = _or_empty(doc.get("blobs"), [])
     if not isinstance(blobs, list):
         raise _fail("blobs must be a list", "blobs")
-    packages = meta.get("packages") or {}
+    packages = _or_empty(meta.get("packages"), {})
     if isinstance(packages, list):  # older dispatch_verify wrote a list of package objects
         packages = {str(p.get("name")): p for p in packages if isinstance(p, Mapping)}
     if not isinstance(packages, Mapping):
         raise _fail("meta.packages must be an object", "meta", "packages")
     for key in ("metrics", "specs"):
-        if not isinstance(doc.get(key) or [], list | Mapping):
+        if not isinstance(_or_empty(doc.get(key), []), list | Mapping):
             raise _fail(f"{key} must be a list or an object", key)
     return JobDocument(
         context=parse_context(meta),

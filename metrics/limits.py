@@ -132,9 +132,12 @@ def _where(location: Location) -> str:
 def check_document(doc: Any, limits: DocumentLimits, root: Location = ("body",)) -> None:
     """Refuse a parsed JSON/YAML document that no store could keep as it is.
 
-    Nesting deeper than ``limits.max_depth``, integers outside 64 bits, strings (values and
-    keys) longer than ``limits.max_string_chars`` or holding a NUL character.  Iterative, so a
-    hostile document cannot exhaust the stack.
+    Nesting deeper than ``limits.max_depth``, strings (values and keys) longer than
+    ``limits.max_string_chars`` or holding a NUL character, numbers beyond a float's range.
+    An integer outside 64 bits is a JSON number like any other: it becomes a float, in place
+    (orjson reads literals past 64 bits so; the standard library, used for NaN tokens, would
+    keep a Python integer that no store holds).  Iterative, so a hostile document cannot
+    exhaust the stack.
 
     Raises:
         InvalidInputError: with the location of the first offending value.
@@ -176,7 +179,9 @@ def check_document(doc: Any, limits: DocumentLimits, root: Location = ("body",))
                     _bad_string(value, (*path, key), max_chars, "a string")
             elif kind is int:
                 if not INT64_MIN <= value <= INT64_MAX:
-                    _bad_int((*path, key))
+                    if not isinstance(node, dict | list):
+                        _bad_int((*path, key))
+                    node[key] = _as_float(value, (*path, key))
             else:
                 stack.append((value, (*path, key), depth + 1))
 
@@ -189,6 +194,16 @@ def _check_scalar(node: Any, path: tuple[str | int, ...], max_chars: int) -> Non
             _bad_int(path)
     elif isinstance(node, str) and (len(node) > max_chars or "\x00" in node):
         _bad_string(node, path, max_chars, "a string")
+
+
+def _as_float(value: int, path: tuple[str | int, ...]) -> float:
+    """A JSON number past 64 bits, as a float (what orjson makes of it; no store holds more)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidInputError(
+            f"{_where(path)}: a number beyond a 64-bit float's range", location=path
+        ) from None
 
 
 def _bad_int(path: tuple[str | int, ...]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -12,6 +11,7 @@ from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute, large_body
 from specwatch.api.openapi import problems
+from specwatch.api.params import Instant
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import job_detail, job_summary
 from specwatch.metrics.limits import INT32_MAX
@@ -98,8 +98,8 @@ async def list_jobs(
     pr: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     commit: str | None = None,
     dataset: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant = None,
+    until: Instant = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Cursor = None,
 ) -> FastJSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from specwatch.api import schemas
 from specwatch.api.deps import Context, read_access
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.openapi import problems
+from specwatch.api.params import Instant
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import metric_view, spec_view, utc_times
 from specwatch.metrics.limits import INT32_MAX
@@ -55,8 +55,8 @@ async def get_series(
     instrument: str | None = None,
     pr: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     pipeline: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant = None,
+    until: Instant = None,
     limit: Annotated[int, Query(ge=1, le=MAX_SERIES_POINTS)] = 1000,
 ) -> FastJSONResponse:
     where = SeriesFilter(

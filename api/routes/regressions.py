@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,6 +12,7 @@ from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.openapi import problems
+from specwatch.api.params import Instant
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso
 from specwatch.services.metrics import as_utc
@@ -80,7 +80,7 @@ Verdict = Literal["worse", "better", "changed", "any"]
 async def get_regressions(
     request: Request,
     context: Context,
-    since: datetime | None = None,
+    since: Instant = None,
     dataset: str | None = None,
     branch: str | None = None,
     status: Status = "open",
@@ -111,7 +111,7 @@ async def get_metric_changes(
     name: str,
     dataset: str | None = None,
     branch: str | None = None,
-    since: datetime | None = None,
+    since: Instant = None,
     status: Status = "all",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Cursor = None,
