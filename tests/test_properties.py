@@ -107,7 +107,7 @@ def test_job_parser_never_fails_otherwise(doc: Any) -> None:
 
 
 plain_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1,
     max_size=20,
 )
