@@ -76,5 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (jobs, regressions, metrics, definitions, verification)
     for module in routers:
         app.include_router(module.router)
-    install_openapi(app, read_token_required=settings.read_token_required)
+    install_openapi(
+        app,
+        read_token_required=settings.read_token_required,
+        max_param_chars=settings.max_param_chars,
+    )
     return app

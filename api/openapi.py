@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .edge import SCOPES_KEY
-from .schemas import Problem
+from .schemas import NO_NUL, Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _DESCRIPTIONS = {
@@ -55,7 +55,17 @@ def _complete(operation: dict[str, Any]) -> None:
         responses[str(status)] = problem_response(status)
 
 
-def install_openapi(app: FastAPI, *, read_token_required: bool) -> None:
+def _bound_strings(operation: dict[str, Any], max_chars: int) -> None:
+    """Say what the edge refuses in every string parameter: NUL characters, and length."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter["schema"]
+        for variant in schema.get("anyOf", [schema]):
+            if variant.get("type") == "string" and "enum" not in variant:
+                variant.setdefault("pattern", NO_NUL)
+                variant["maxLength"] = min(variant.get("maxLength", max_chars), max_chars)
+
+
+def install_openapi(app: FastAPI, *, read_token_required: bool, max_param_chars: int) -> None:
     """Replace ``app.openapi`` by the completed document (built once, then cached)."""
 
     def openapi() -> dict[str, Any]:
@@ -80,6 +90,7 @@ def install_openapi(app: FastAPI, *, read_token_required: bool) -> None:
                     # Reads are open by default: no token needed, none documented.
                     operation.pop("security", None)
                 _complete(operation)
+                _bound_strings(operation, max_param_chars)
         app.openapi_schema = document
         return document
 

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator
 
 from specwatch.metrics.jobs import EARLIEST, LATEST
@@ -44,4 +44,11 @@ Instant = Annotated[
     BeforeValidator(_not_a_number),
     AfterValidator(clamp_instant),
     Query(description="RFC 3339 date-time; without an offset, UTC"),
+]
+
+
+# ``package.metric``: one dot, no NUL (a name stored by an older version may hold a '/').
+MetricName = Annotated[
+    str,
+    Path(pattern=r"^[^.\x00]+\.[^.\x00]+$", examples=["validate_drp.PA1"]),
 ]

@@ -7,15 +7,61 @@ against them).  Numbers that may be NaN or infinite in the store are ``null`` in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from specwatch.metrics.limits import (
+    CI_CHARS,
+    COMMIT_CHARS,
+    INT32_MAX,
+    LABEL_CHARS,
+    METRIC_CHARS,
+    URL_CHARS,
+)
+
 Number = float | None  # JSON has no NaN: a value that is not finite is null
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL stores no NUL character (the edge refuses them too)
+Text = Annotated[str, Field(pattern=NO_NUL)]
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Request(BaseModel):
+    """A request body: exactly its fields, of exactly their types (no 0 for false)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DefinitionUpload(Request):
+    """A verify_metrics tree: relative path -> YAML text."""
+
+    files: dict[Text, Text] = Field(
+        description="e.g. {'metrics/validate_drp.yaml': '…', 'specs/validate_drp/PA1.yaml': '…'}",
+        min_length=1,
+    )
+    retire: bool = Field(
+        True, description="Retire the imported packages' specifications missing from the upload."
+    )
+
+
+class RequirementsUpload(Request):
+    """A verification matrix (LDM-503 Appendix A style) as YAML or CSV text."""
+
+    text: Text = Field(
+        min_length=1, description="YAML list of {id, title, method, specs} or CSV with a header"
+    )
+    format: Literal["yaml", "csv"] = "yaml"
+
+
+class TriageNote(Request):
+    note: Text = Field("", max_length=2000, description="Why (shown beside the change)")
+
+
+class Exclusion(Request):
+    reason: Text = Field("", max_length=2000, description="Why the job's points are bad data")
 
 
 class ErrorItem(Model):
@@ -305,3 +351,96 @@ class ExclusionResult(Model):
     job_id: int
     excluded: bool
     series_redetected: int = Field(description="Series whose changes are detected again")
+
+
+def _context_text(max_chars: int) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "maxLength": max_chars, "pattern": NO_NUL},
+            {"type": "integer"},
+            {"type": "null"},
+        ]
+    }
+
+
+_OBJECT_OR_NULL: dict[str, Any] = {"type": ["object", "null"]}
+# The lsst.verify job document, as ``metrics/jobs.py`` reads it (what it refuses, this refuses;
+# what no schema can say, such as a unit that does not convert or an unknown metric, is a 422).
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["measurements"],
+    "properties": {
+        "measurements": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["metric"],
+                "properties": {
+                    "metric": {
+                        "type": "string",
+                        "pattern": r"^[^.\x00]+\.[^.\x00]+$",
+                        "maxLength": METRIC_CHARS,
+                        "examples": ["validate_drp.PA1"],
+                    },
+                    "value": {
+                        "description": "A number; null or NaN/Infinity (bare or as a string) "
+                        "when not finite",
+                        "anyOf": [
+                            {"type": "number"},
+                            {"type": "null"},
+                            {
+                                "type": "string",
+                                "enum": ["NaN", "nan", "Infinity", "infinity", "-Infinity"],
+                            },
+                        ],
+                    },
+                    "unit": {
+                        "type": ["string", "null"],
+                        "description": "An astropy unit; empty: the metric's",
+                    },
+                    "blob_refs": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "extras": _OBJECT_OR_NULL,
+                    "notes": _OBJECT_OR_NULL,
+                },
+            },
+        },
+        "blobs": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "properties": {"data": {"type": "object"}},
+            },
+        },
+        "metrics": {"type": ["array", "object", "null"]},
+        "specs": {
+            "type": ["array", "object", "null"],
+            "description": "Registered only with a write:definitions token (else ignored)",
+        },
+        "meta": {
+            "type": ["object", "null"],
+            "properties": {
+                "env": _OBJECT_OR_NULL,
+                "packages": {"type": ["object", "array", "null"]},
+                "pr": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
+                        {"type": "string", "pattern": r"^(#?[1-9][0-9]{0,8})?$"},
+                        {"type": "null"},
+                    ]
+                },
+                "time": {
+                    "anyOf": [
+                        {"type": "string", "format": "date-time"},
+                        {"type": "number"},
+                        {"type": "null"},
+                    ]
+                },
+                **{key: _context_text(LABEL_CHARS) for key in ("dataset", "branch")},
+                **{key: _context_text(LABEL_CHARS) for key in ("instrument", "filter")},
+                **{key: _context_text(COMMIT_CHARS) for key in ("commit", "base_commit")},
+                **{key: _context_text(URL_CHARS) for key in ("repository", "build_url", "pr_url")},
+                **{key: _context_text(CI_CHARS) for key in ("ci_name", "ci_id")},
+            },
+        },
+    },
+}

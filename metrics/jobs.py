@@ -162,7 +162,7 @@ def _pr(value: Any) -> int | None:
 
 def parse_context(meta: Mapping[str, Any]) -> JobContext:
     """The build context from ``meta`` (Specwatch keys over dispatch_verify's ``meta.env``)."""
-    env = meta.get("env") or {}
+    env = _or_empty(meta.get("env"), {})
     if not isinstance(env, Mapping):
         raise _fail("meta.env must be an object", "meta", "env")
     values: dict[str, Any] = {key: _text(meta.get(key), "meta", key) for key in _STRING_CONTEXT}

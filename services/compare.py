@@ -27,6 +27,8 @@ from .verification import job_verdicts
 
 _PR = re.compile(r"^pr:([0-9]{1,10})$")
 _JOB_ID = re.compile(r"^[0-9]{1,19}$")
+# What a build reference looks like (the API's pattern): a job id, a commit, pr:N.
+BUILD_REF = r"^([0-9]{1,19}|[0-9a-fA-F]{4,64}|pr:[0-9]{1,10})$"
 _COMMIT = re.compile(r"^[0-9a-fA-F]{4,64}$")
 MAX_BASE_BUILDS = 100
 
@@ -94,16 +96,17 @@ class CompareService:
     async def _resolve(self, jobs: JobStore, ref: str, name: str) -> list[StoredJob]:
         ref = ref.strip()
         found: list[StoredJob]
-        if _JOB_ID.match(ref) and int(ref) <= INT64_MAX:
-            job = await jobs.get(int(ref))
+        if _JOB_ID.match(ref):  # an id no job can have is simply not found
+            job = await jobs.get(int(ref)) if 1 <= int(ref) <= INT64_MAX else None
             found = [job] if job else []
-        elif (match := _PR.match(ref)) and 1 <= int(match.group(1)) <= INT32_MAX:
-            found = await jobs.latest_pr_build(int(match.group(1)))
+        elif match := _PR.match(ref):
+            number = int(match.group(1))
+            found = await jobs.latest_pr_build(number) if 1 <= number <= INT32_MAX else []
         elif _COMMIT.match(ref):
             found = await jobs.for_commit(ref)
         else:
             raise InvalidInputError(
-                f"{name} {ref[:80]!r} is not a job id, a commit or pr:N (N ≤ {INT32_MAX})"
+                f"{name} {ref[:80]!r} is not a job id, a commit or pr:N"
                 + (" (or auto)" if name == "base" else ""),
                 location=["query", name],
             )

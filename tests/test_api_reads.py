@@ -417,8 +417,9 @@ async def lenient_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         ("/api/v1/jobs", {"cursor": 2**63}, {422}),
         ("/api/v1/jobs", {"since": "0001-01-01T00:00:00Z"}, {200, 422}),
         ("/api/v1/jobs/99999999999999999999", {}, {404, 422}),
-        ("/api/v1/metrics/demo.PA1/series", {"since": "9999-12-31T23:59:00Z"}, {422}),
-        ("/api/v1/metrics/demo.PA1/series", {"until": "1500-01-01T00:00:00Z"}, {422}),
+        # beyond what the stores hold: clamped to their range (nothing is that late or early)
+        ("/api/v1/metrics/demo.PA1/series", {"since": "9999-12-31T23:59:00Z"}, {200}),
+        ("/api/v1/metrics/demo.PA1/series", {"until": "1500-01-01T00:00:00Z"}, {200}),
     ],
     ids=["cursor-2**63", "jobs-since-year-1", "job-id-2**66", "series-since-9999", "until-1500"],
 )
@@ -429,7 +430,8 @@ async def test_out_of_range_query_values_are_client_errors(
     params: dict[str, Any],
     statuses: set[int],
 ) -> None:
-    """Numbers and times beyond what the stores hold are the caller's error, not a 500."""
+    """Numbers and times beyond what the stores hold: a client error or a clamped answer,
+    never a 500."""
     await import_demo(lenient_client, auth)
     response = await lenient_client.get(path, params=params)
     assert response.status_code in statuses, response.text

@@ -183,8 +183,10 @@ async def test_pr_against_its_merge_base(client: httpx.AsyncClient, auth: dict[s
 
 async def test_compare_errors(client: httpx.AsyncClient) -> None:
     bad = await client.get("/api/v1/compare", params={"head": "not a ref"})
-    assert bad.status_code == 422
-    assert "is not a job id, a commit or pr:N" in bad.json()["detail"]
+    assert bad.status_code == 422  # the documented pattern: a job id, a commit or pr:N
+    assert bad.json()["location"] == ["query", "head"] and "pattern" in bad.json()["detail"]
+    for unknown in ("pr:0", "pr:9999999999", "99999999999999999999"[:19]):
+        assert (await client.get("/api/v1/compare", params={"head": unknown})).status_code == 404
     missing = await client.get("/api/v1/compare", params={"head": "pr:404"})
     assert missing.status_code == 404
     assert (await client.get("/api/v1/compare", params={"head": "1", "n": 0})).status_code == 422

@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
 
 from specwatch.api import schemas
 from specwatch.api.deps import Context, require_scope
@@ -17,25 +16,13 @@ from specwatch.services.tokens import Principal
 router = APIRouter(route_class=EdgeRoute, prefix="/api/v1/definitions", tags=["definitions"])
 
 
-class DefinitionUpload(BaseModel):
-    """A verify_metrics tree: relative path -> YAML text."""
-
-    files: dict[str, str] = Field(
-        description="e.g. {'metrics/validate_drp.yaml': '…', 'specs/validate_drp/PA1.yaml': '…'}",
-        min_length=1,
-    )
-    retire: bool = Field(
-        True, description="Retire the imported packages' specifications missing from the upload."
-    )
-
-
 @router.post(
     "",
     summary="Import metric and specification definitions (upsert)",
     response_model=schemas.ImportSummary,
 )
 async def post_definitions(
-    upload: DefinitionUpload,
+    upload: schemas.DefinitionUpload,
     context: Context,
     principal: Annotated[Principal, Depends(require_scope("write:definitions"))],
 ) -> FastJSONResponse:

@@ -25,21 +25,7 @@ _JOB_BODY_DOC: dict[str, Any] = {
         "required": True,
         "description": "An lsst.verify job JSON (as Job.write() writes it; bare NaN allowed), "
         "with the build's context in `meta`.",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["measurements"],
-                    "properties": {
-                        "measurements": {"type": "array", "items": {"type": "object"}},
-                        "blobs": {"type": "array", "items": {"type": "object"}},
-                        "metrics": {"type": ["array", "object"]},
-                        "specs": {"type": ["array", "object"]},
-                        "meta": {"type": "object"},
-                    },
-                }
-            }
-        },
+        "content": {"application/json": {"schema": schemas.JOB_SCHEMA}},
     }
 }
 

@@ -10,7 +10,7 @@ from specwatch.api import schemas
 from specwatch.api.deps import Context, read_access
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.openapi import problems
-from specwatch.api.params import Instant
+from specwatch.api.params import Instant, MetricName
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import metric_view, spec_view, utc_times
 from specwatch.metrics.limits import INT32_MAX
@@ -48,7 +48,7 @@ async def list_metrics(
 )
 async def get_series(
     context: Context,
-    name: str,
+    name: MetricName,
     dataset: str | None = None,
     branch: str | None = None,
     filter: str | None = None,
@@ -89,6 +89,6 @@ async def get_series(
     response_model=schemas.MetricDetail,
     responses=problems(404),
 )
-async def get_metric(context: Context, name: str) -> FastJSONResponse:
+async def get_metric(context: Context, name: MetricName) -> FastJSONResponse:
     metric, specs = await context.metrics().get(name)
     return FastJSONResponse({**metric_view(metric), "specs": [spec_view(s) for s in specs]})

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
 
 from specwatch.api import schemas
 from specwatch.api.cursor import Cursor, decode_cursor, encode_cursor
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.openapi import problems
-from specwatch.api.params import Instant
+from specwatch.api.params import Instant, MetricName
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso
 from specwatch.services.metrics import as_utc
@@ -108,7 +107,7 @@ async def get_regressions(
 async def get_metric_changes(
     request: Request,
     context: Context,
-    name: str,
+    name: MetricName,
     dataset: str | None = None,
     branch: str | None = None,
     since: Instant = None,
@@ -127,10 +126,6 @@ async def get_metric_changes(
     return await _list(request, context, where, cursor, limit)
 
 
-class TriageNote(BaseModel):
-    note: str = Field("", max_length=2000, description="Why (shown beside the change)")
-
-
 @router.post(
     "/changes/{change_id}/accept",
     summary="Mark a change as expected",
@@ -142,7 +137,7 @@ async def accept_change(
     context: Context,
     principal: Triage,
     change_id: Annotated[int, Path(ge=1, le=MAX_ID)],
-    body: TriageNote | None = None,
+    body: schemas.TriageNote | None = None,
 ) -> FastJSONResponse:
     change = await context.regressions().set_status(
         change_id, "accepted", body.note if body else "", allowed_packages=principal.packages
@@ -168,10 +163,6 @@ async def reopen_change(
     return FastJSONResponse(change_view(change, base_url(request, context)))
 
 
-class Exclusion(BaseModel):
-    reason: str = Field("", max_length=2000, description="Why the job's points are bad data")
-
-
 @router.put(
     "/jobs/{job_id}/exclusion",
     summary="Exclude a job's points from detection",
@@ -182,7 +173,7 @@ async def exclude_job(
     context: Context,
     principal: Triage,
     job_id: Annotated[int, Path(ge=1, le=MAX_ID)],
-    body: Exclusion | None = None,
+    body: schemas.Exclusion | None = None,
 ) -> FastJSONResponse:
     series = await context.regressions().exclude(
         job_id, body.reason if body else "", allowed_packages=principal.packages

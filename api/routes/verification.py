@@ -6,7 +6,6 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
 
 from specwatch.api import schemas
 from specwatch.api.deps import MAX_ID, Context, base_url, read_access, require_scope
@@ -16,6 +15,7 @@ from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso, job_summary, number
 from specwatch.metrics.model import Level
 from specwatch.metrics.verification import Verdict, highest_level
+from specwatch.services.compare import BUILD_REF
 from specwatch.services.tokens import Principal
 
 router = APIRouter(route_class=EdgeRoute, prefix="/api/v1", tags=["verification"])
@@ -117,9 +117,14 @@ async def get_requirements(
 async def get_compare(
     request: Request,
     context: Context,
-    head: Annotated[str, Query(description="job id, commit, or pr:N (its latest build)")],
-    base: Annotated[str, Query(description="job id, commit, or auto")] = "auto",
-    branch: Annotated[str, Query(description="target branch of base=auto")] = "main",
+    head: Annotated[
+        str,
+        Query(pattern=BUILD_REF, description="job id, commit, or pr:N (its latest build)"),
+    ],
+    base: Annotated[
+        str, Query(pattern=f"{BUILD_REF}|^auto$", description="job id, commit, or auto")
+    ] = "auto",
+    branch: Annotated[str, Query(min_length=1, description="target branch of base=auto")] = "main",
     n: Annotated[int, Query(ge=1, le=100, description="baseline builds (base=auto)")] = 10,
 ) -> FastJSONResponse:
     result = await context.compare().compare(head, base, branch=branch, n=n)
@@ -165,18 +170,11 @@ async def get_compare(
     )
 
 
-class RequirementsUpload(BaseModel):
-    """A verification matrix (LDM-503 Appendix A style) as YAML or CSV text."""
-
-    text: str = Field(description="YAML list of {id, title, method, specs} or CSV with a header")
-    format: str = Field("yaml", pattern="^(yaml|csv)$")
-
-
 @router.post(
     "/requirements", summary="Import requirements (upsert)", response_model=schemas.UpsertCounts
 )
 async def post_requirements(
-    upload: RequirementsUpload,
+    upload: schemas.RequirementsUpload,
     context: Context,
     principal: Annotated[Principal, Depends(require_scope("write:definitions"))],
 ) -> FastJSONResponse:
