@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from specwatch.exceptions import ClientError, ServerError
 
@@ -89,8 +90,20 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    # e.g. the Allow header of a 405, which RFC 9110 requires
-    return problem(request, exc.status_code, code, str(exc.detail), extra_headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # RFC 9110: Allow lists every method of the resource
+        headers["Allow"] = ", ".join(sorted(_methods_of(request)))
+    return problem(request, exc.status_code, code, str(exc.detail), extra_headers=headers)
+
+
+def _methods_of(request: Request) -> set[str]:
+    """The methods any route answers at this path (Starlette's 405 names one route's)."""
+    methods: set[str] = set()
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return methods | ({"HEAD"} if "GET" in methods else set())
 
 
 async def _service_unavailable(request: Request, exc: Exception) -> ProblemResponse:

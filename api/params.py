@@ -47,8 +47,7 @@ Instant = Annotated[
 ]
 
 
-# ``package.metric``: one dot, no NUL (a name stored by an older version may hold a '/').
-MetricName = Annotated[
-    str,
-    Path(pattern=r"^[^.\x00]+\.[^.\x00]+$", examples=["validate_drp.PA1"]),
-]
+# ``package.metric``: one dot, no control character (a name stored by an older version may
+# hold a '/').
+METRIC_NAME = r"^[^.\x00-\x1f\x7f]+\.[^.\x00-\x1f\x7f]+$"
+MetricName = Annotated[str, Path(pattern=METRIC_NAME, examples=["validate_drp.PA1"])]

@@ -38,9 +38,10 @@ class Request(BaseModel):
 class DefinitionUpload(Request):
     """A verify_metrics tree: relative path -> YAML text."""
 
-    files: dict[Text, Text] = Field(
+    files: dict[str, Text] = Field(
         description="e.g. {'metrics/validate_drp.yaml': '…', 'specs/validate_drp/PA1.yaml': '…'}",
         min_length=1,
+        json_schema_extra={"propertyNames": {"pattern": NO_NUL}},  # the edge refuses NUL keys
     )
     retire: bool = Field(
         True, description="Retire the imported packages' specifications missing from the upload."

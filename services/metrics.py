@@ -87,8 +87,7 @@ class MetricService:
             raise InvalidInputError(
                 f"limit must be between 1 and {MAX_SERIES_POINTS}", location=["query", "limit"]
             )
-        if where.since and where.until and as_utc(where.since) >= as_utc(where.until):
-            raise InvalidInputError("since must be before until", location=["query", "since"])
+        # since ≥ until is an empty window (since is inclusive, until exclusive): no points.
         package, name = split_metric_name(full_name)
         async with self._sessionmaker() as session:
             metric = await DefinitionStore(session).get_metric(full_name)

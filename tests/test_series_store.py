@@ -189,3 +189,12 @@ async def test_query_many_reads_each_series_as_query_does(store: Store) -> None:
     # More statements than one InfluxDB request carries (STATEMENTS_PER_QUERY = 100).
     windows = [SeriesQuery(PKG, "PA1", {"dataset": "A"}, limit=k % 7) for k in range(230)]
     assert [len(s) for s in await store.query_many(windows)] == [k % 7 for k in range(230)]
+
+
+@pytest.mark.parametrize("value", ["a\rb", "a\nb", "trailing\\"])
+async def test_a_tag_value_no_store_can_hold_matches_nothing(store: Store, value: str) -> None:
+    """Not an InfluxQL parse error (a 503): such a value was refused at ingest everywhere."""
+    await store.write([point(1, 5)])
+    wanted = SeriesQuery(PKG, "PA1", {"pipeline": value}, limit=10)
+    assert (await store.query(wanted)).value == []
+    assert [s.value for s in await store.query_many([wanted, wanted])] == [[], []]

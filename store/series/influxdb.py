@@ -16,7 +16,7 @@ import orjson
 from specwatch.exceptions import SeriesStoreError
 
 from .base import NAN_SUFFIX, Series, SeriesPoint, SeriesQuery
-from .lineprotocol import COMMIT_FIELD, JOB_ID_FIELD, encode_batches
+from .lineprotocol import COMMIT_FIELD, JOB_ID_FIELD, encode_batches, is_storable_name
 
 MAX_BATCH_POINTS = 5000
 MAX_BATCH_BYTES = 5_000_000
@@ -38,6 +38,13 @@ def quote_identifier(name: str) -> str:
 def quote_string(value: str) -> str:
     """An InfluxQL single-quoted string literal, escaping ``'`` and ``\\``."""
     return "'" + value.translate(_STRING_ESCAPES) + "'"
+
+
+def _answerable(query: SeriesQuery) -> bool:
+    """False when a name in the query could never have been written (a carriage return
+    in a tag value, say): nothing matches, and InfluxQL could not even parse it."""
+    names = (query.package, query.metric, *query.tags.values())
+    return all(is_storable_name(name) for name in names if name)
 
 
 def build_select(query: SeriesQuery) -> str:
@@ -202,7 +209,7 @@ class InfluxDBSeriesStore:
 
     async def query(self, query: SeriesQuery) -> Series:
         """The ``limit`` most recent points of one metric, oldest first (see ``build_select``)."""
-        if query.limit <= 0:  # LIMIT 0 means no limit in InfluxQL
+        if query.limit <= 0 or not _answerable(query):  # LIMIT 0 means no limit in InfluxQL
             return Series()
         merged = await self._query(build_select(query))
         if not merged:
@@ -215,7 +222,7 @@ class InfluxDBSeriesStore:
         found: list[Series] = []
         for start in range(0, len(queries), STATEMENTS_PER_QUERY):
             chunk = queries[start : start + STATEMENTS_PER_QUERY]
-            wanted = [(i, q) for i, q in enumerate(chunk) if q.limit > 0]
+            wanted = [(i, q) for i, q in enumerate(chunk) if q.limit > 0 and _answerable(q)]
             by_statement: dict[int, list[dict[str, Any]]] = {}
             if wanted:
                 statements = "; ".join(build_select(q) for _, q in wanted)

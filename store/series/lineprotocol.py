@@ -63,6 +63,11 @@ def format_float(value: float) -> str:
     return repr(float(value))
 
 
+def is_storable_name(text: str) -> bool:
+    """Whether InfluxDB can store ``text`` exactly as a name (see ``check_name``)."""
+    return bool(text) and not _UNWRITABLE_NAME.search(text)
+
+
 def check_name(text: str, location: Location) -> None:
     """Raise ``InvalidInputError`` unless InfluxDB can store ``text`` exactly as a name."""
     if not text:
