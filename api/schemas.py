@@ -206,17 +206,6 @@ class Series(Model):
     commit: list[str | None]
 
 
-class ImportSummary(Model):
-    metrics_added: int
-    metrics_updated: int
-    metrics_unchanged: int
-    specs_added: int
-    specs_updated: int
-    specs_unchanged: int
-    specs_retired: int
-    series_redetected: int
-
-
 class UpsertCounts(Model):
     added: int
     updated: int

@@ -11,6 +11,7 @@ from specwatch.api import schemas
 from specwatch.api.deps import Context, require_scope
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.responses import FastJSONResponse
+from specwatch.services.definitions import ImportSummary
 from specwatch.services.tokens import Principal
 
 router = APIRouter(route_class=EdgeRoute, prefix="/api/v1/definitions", tags=["definitions"])
@@ -19,7 +20,7 @@ router = APIRouter(route_class=EdgeRoute, prefix="/api/v1/definitions", tags=["d
 @router.post(
     "",
     summary="Import metric and specification definitions (upsert)",
-    response_model=schemas.ImportSummary,
+    response_model=ImportSummary,  # the service's record, as it is answered
 )
 async def post_definitions(
     upload: schemas.DefinitionUpload,
