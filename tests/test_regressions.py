@@ -104,6 +104,7 @@ async def test_changes_are_found_triaged_and_excluded(
     ]
     pa1 = worse[1]
     assert pa1["verdict"] == "worse"
+    assert (pa1["unit"], worse[0]["unit"]) == ("mmag", "marcsec")
     assert pa1["previous_job_id"] == ids[19]
     assert pa1["commits"] == {"before": f"{19:040x}", "after": f"{20:040x}"}
     assert pa1["delta"] == pytest.approx(1.0, abs=0.1)
