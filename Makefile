@@ -47,4 +47,4 @@ test: install-test influxdb lint typecheck
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache specwatch.sqlite3*
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis specwatch.sqlite3*
