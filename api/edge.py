@@ -27,9 +27,8 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from specwatch.exceptions import PayloadTooLargeError
-from specwatch.metrics.limits import check_text
+from specwatch.metrics.limits import check_text, decode_json
 from specwatch.services.context import ProcessContext
-from specwatch.services.jobs import decode_json
 
 from .responses import dumps
 
@@ -192,15 +191,19 @@ def _is_json(request: Request) -> bool:
 class EdgeRoute(APIRoute):
     """Authentication, parameter, size and JSON checks before the handler (see module doc)."""
 
+    required_scopes: tuple[str, ...] = ()
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        scopes = list(dict.fromkeys(_scopes(self.dependant)))
-        if scopes:  # documented, so a client knows which token to create
-            self.openapi_extra = {**(self.openapi_extra or {}), SCOPES_KEY: scopes}
+        super().__init__(path, endpoint, **kwargs)  # calls get_route_handler
+        if self.required_scopes:  # documented, so a client knows which token to create
+            self.openapi_extra = {
+                **(self.openapi_extra or {}),
+                SCOPES_KEY: list(self.required_scopes),
+            }
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        scopes = tuple(dict.fromkeys(_scopes(self.dependant)))
+        scopes = self.required_scopes = tuple(dict.fromkeys(_scopes(self.dependant)))
         large = bool(getattr(self.endpoint, LARGE_BODY_ATTRIBUTE, False))
         parses_json = self.body_field is not None
 

@@ -9,11 +9,13 @@ these constants), so the check and the column can never disagree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 import yaml
 
 from specwatch.exceptions import DefinitionError, InvalidInputError, Location
@@ -219,4 +221,41 @@ def _bad_string(value: str, path: tuple[str | int, ...], max_chars: int, what: s
         f"{_where(path)}: {what} of {len(value)} characters; at most {max_chars} "
         "(SPECWATCH_MAX_STRING_CHARS)",
         location=path,
+    )
+
+
+def decode_json(body: bytes, limits: DocumentLimits, *, allow_nan: bool = True) -> Any:
+    """A JSON document within ``limits``; bare ``NaN``/``Infinity`` tokens (as lsst.verify
+    writes them) allowed unless not ``allow_nan``.
+
+    Raises:
+        InvalidInputError: the body is not JSON (message gives the position), or goes past
+            a limit (message and location name it).
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error):
+            raise _too_deep(limits) from None
+        if not allow_nan:
+            raise InvalidInputError(
+                f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
+            ) from None
+        # orjson rejects NaN tokens (and integers past 64 bits); the standard library reads them
+        try:
+            document = json.loads(body)
+        except RecursionError:
+            raise _too_deep(limits) from None
+        except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            raise InvalidInputError(
+                f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
+            ) from error
+    check_document(document, limits)
+    return document
+
+
+def _too_deep(limits: DocumentLimits) -> InvalidInputError:
+    return InvalidInputError(
+        f"the body nests deeper than {limits.max_depth} levels (SPECWATCH_MAX_JSON_DEPTH)",
+        location=["body"],
     )

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +19,7 @@ from specwatch.exceptions import (
     PayloadTooLargeError,
 )
 from specwatch.metrics.jobs import JobDocument, convert_measurements, parse_job_document
-from specwatch.metrics.limits import IDEMPOTENCY_KEY_CHARS, DocumentLimits, check_document
+from specwatch.metrics.limits import IDEMPOTENCY_KEY_CHARS, DocumentLimits, decode_json
 from specwatch.metrics.model import Blob, Metric
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobFilter, JobStore, StoredJob
@@ -47,43 +44,6 @@ class IngestResult:
     delivered: bool  # the points reached the series store before the answer
     # Specs the job carried that were not registered: its token lacks write:definitions.
     specs_ignored: int = 0
-
-
-def decode_json(body: bytes, limits: DocumentLimits, *, allow_nan: bool = True) -> Any:
-    """A JSON document within ``limits``; bare ``NaN``/``Infinity`` tokens (as lsst.verify
-    writes them) allowed unless not ``allow_nan``.
-
-    Raises:
-        InvalidInputError: the body is not JSON (message gives the position), or goes past
-            a limit (message and location name it).
-    """
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        if "depth limit" in str(error):
-            raise _too_deep(limits) from None
-        if not allow_nan:
-            raise InvalidInputError(
-                f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
-            ) from None
-        # orjson rejects NaN tokens (and integers past 64 bits); the standard library reads them
-        try:
-            document = json.loads(body)
-        except RecursionError:
-            raise _too_deep(limits) from None
-        except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-            raise InvalidInputError(
-                f"the body is not valid JSON: {str(error)[:200]}", location=["body"]
-            ) from error
-    check_document(document, limits)
-    return document
-
-
-def _too_deep(limits: DocumentLimits) -> InvalidInputError:
-    return InvalidInputError(
-        f"the body nests deeper than {limits.max_depth} levels (SPECWATCH_MAX_JSON_DEPTH)",
-        location=["body"],
-    )
 
 
 class JobService:

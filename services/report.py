@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.metrics.model import Metric, Specification, split_metric_name
@@ -14,7 +13,7 @@ from specwatch.metrics.verification import Status, Verdict
 from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import StoredJob
-from specwatch.store.models import SQLReportRun
+from specwatch.store.reports import ReportRunStore
 from specwatch.store.series.base import Series, SeriesQuery, TimeSeriesStore
 
 from .verification import VerificationService, job_verdicts, specs_and_units
@@ -66,20 +65,12 @@ class ReportService:
         now = datetime.now(UTC)
         build_time = max((job.time for job in status.jobs), default=None)
         async with self._sessionmaker() as session:
-            previous = None
-            if build_time is not None:
-                # Newest first on ix_report_run_key: runs are recorded once per build, so
-                # this skips at most the run(s) of this very build.
-                previous = await session.scalar(
-                    select(SQLReportRun.build_time)
-                    .where(
-                        SQLReportRun.dataset == dataset,
-                        SQLReportRun.branch == branch,
-                        SQLReportRun.build_time < build_time,
-                    )
-                    .order_by(SQLReportRun.created_at.desc())
-                    .limit(1)
-                )
+            # Runs are recorded once per build: the latest run of an earlier build.
+            previous = (
+                await ReportRunStore(session).latest_build_time(dataset, branch, before=build_time)
+                if build_time is not None
+                else None
+            )
             definitions = DefinitionStore(session)
             names = sorted({m.metric for job in status.jobs for m in job.measurements})
             specs, units = await specs_and_units(definitions, status.jobs)
@@ -118,15 +109,6 @@ class ReportService:
     async def _record(self, dataset: str, branch: str, build_time: datetime, now: datetime) -> None:
         """Note that the build of ``build_time`` was reported, unless its run is the latest."""
         async with self._sessionmaker() as session, session.begin():
-            latest = await session.scalar(
-                select(SQLReportRun.build_time)
-                .where(SQLReportRun.dataset == dataset, SQLReportRun.branch == branch)
-                .order_by(SQLReportRun.created_at.desc())
-                .limit(1)
-            )
-            if latest != build_time:
-                session.add(
-                    SQLReportRun(
-                        dataset=dataset, branch=branch, build_time=build_time, created_at=now
-                    )
-                )
+            runs = ReportRunStore(session)
+            if await runs.latest_build_time(dataset, branch) != build_time:
+                await runs.add(dataset, branch, build_time, now)

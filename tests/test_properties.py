@@ -18,8 +18,13 @@ from hypothesis import strategies as st
 from specwatch.api.cursor import EPOCH, decode_cursor, encode_cursor
 from specwatch.exceptions import ClientError, InvalidInputError
 from specwatch.metrics.jobs import EARLIEST, LATEST, parse_job_document, parse_time
-from specwatch.metrics.limits import INT64_MAX, INT64_MIN, DocumentLimits, check_document
-from specwatch.services.jobs import decode_json
+from specwatch.metrics.limits import (
+    INT64_MAX,
+    INT64_MIN,
+    DocumentLimits,
+    check_document,
+    decode_json,
+)
 
 LIMITS = DocumentLimits(max_depth=8, max_string_chars=200)
 PROFILE = settings(
