@@ -7,14 +7,15 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
-from specwatch import detect_cli
-from specwatch.config import Settings
+from specwatch.collectors.cli import LazyGroup
 from specwatch.exceptions import SpecwatchError
-from specwatch.logging import configure_logging
+
+if TYPE_CHECKING:
+    from specwatch.config import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,17 +39,56 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+SERVER_EXTRA_HINT = "the server is not installed here: pip install 'specwatch[server]'"
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy={  # the collector's commands: they need neither the server nor its settings
+        "upload": (
+            "specwatch.collectors.cli:upload_command",
+            "Send lsst.verify job files to the server (retries, spool, CI gate).",
+        ),
+        "collect": (
+            "specwatch.collectors.cli:collect_group",
+            "Compute metrics from a build's outputs (catalogs, timings, benchmarks).",
+        ),
+        "context": (
+            "specwatch.collectors.context:context_command",
+            "Print the CI context and packages that an upload would add.",
+        ),
+    },
+)
 @click.version_option(package_name="specwatch")
-@click.pass_context
-def main(ctx: click.Context) -> None:
+def main() -> None:
     """Specwatch: ingest lsst.verify jobs, verify metrics against specifications."""
+
+
+def load_settings() -> Settings:
+    """The server's settings (``SPECWATCH_*``), with logging configured; once per process."""
+    try:
+        from specwatch.config import Settings
+        from specwatch.logging import configure_logging
+    except ImportError as error:  # a collector-only install
+        click.echo(f"specwatch: error: {SERVER_EXTRA_HINT} ({error.name} missing)", err=True)
+        sys.exit(2)
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    ctx.obj = settings
+    return settings
 
 
-pass_settings = click.make_pass_decorator(Settings)
+def pass_settings(function: Callable[..., T]) -> Callable[..., T]:
+    """Pass the settings, loaded when a server command runs (not for the collector's)."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        root = click.get_current_context().find_root()
+        if root.obj is None:
+            root.obj = load_settings()
+        return function(root.obj, *args, **kwargs)
+
+    return wrapper
 
 
 # --- serve -------------------------------------------------------------------------------------
@@ -262,7 +302,12 @@ def requirements_import(settings: Settings, file: Path) -> None:
 
 
 @main.command("detect")
-@detect_cli.stdin_option
+@click.option(  # as specwatch.detect_cli's, which imports numpy: not at start-up
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help='Read {"values": [...]} from stdin, print {"change_points": [...]}.',
+)
 @click.option(
     "--all",
     "everything",
@@ -272,13 +317,15 @@ def requirements_import(settings: Settings, file: Path) -> None:
 @click.pass_context
 def detect(ctx: click.Context, from_stdin: bool, everything: bool) -> None:
     """Find persistent level shifts (regressions, improvements) in metric histories."""
+    from specwatch import detect_cli
+
     if from_stdin == everything:
         click.echo("specwatch: error: give exactly one of --stdin and --all", err=True)
         sys.exit(2)
     if from_stdin:
         ctx.invoke(detect_cli.detect, from_stdin=True)
         return
-    settings: Settings = ctx.obj
+    settings = load_settings()
 
     async def run(context: Any) -> tuple[int, int]:
         regressions = context.regressions()

@@ -1,0 +1,1 @@
+"""Importers: benchmark results of other tools (asv, pytest-benchmark, Google Benchmark) as jobs."""

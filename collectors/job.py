@@ -1,0 +1,105 @@
+"""Build lsst.verify job documents, as ``lsst.verify.Job.write()`` writes them.
+
+Every collector (catalog KPMs, timed commands, benchmark importers) builds its job here, so the
+server reads them all the same way: ``measurements`` (metric, identifier, value, unit,
+blob_refs), ``blobs`` (identifier, name, data of datums ``{value, unit, label, description}``),
+``metrics`` (a list of definitions, so that a first upload can define them), ``specs`` and
+``meta`` (the build's context; see ``specwatch.metrics.jobs`` for the keys the server reads).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["lower", "higher", "none"]
+
+
+def new_identifier() -> str:
+    """A fresh identifier, in lsst.verify's form (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def json_number(value: float) -> float | None:
+    """``value`` as the job carries it: NaN and infinities become null ("not measured")."""
+    return value if math.isfinite(value) else None
+
+
+def datum(
+    value: Any, unit: str = "", *, label: str | None = None, description: str | None = None
+) -> dict[str, Any]:
+    """One named quantity of a blob: a number or a list of numbers in ``unit``."""
+    return {"value": value, "unit": unit, "label": label, "description": description}
+
+
+@dataclass
+class JobBuilder:
+    """Collects measurements, blobs and metric definitions, then writes the job document."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+    blobs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    specs: list[dict[str, Any]] = field(default_factory=list)
+
+    def define_metric(
+        self,
+        name: str,
+        unit: str,
+        description: str = "",
+        *,
+        direction: Direction = "lower",
+        tags: Iterable[str] = (),
+        reference: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Carry the definition of ``name`` (``package.metric``) in the job."""
+        definition: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "unit": unit,
+            "tags": sorted(set(tags)),
+            "direction": direction,
+        }
+        if reference:
+            definition["reference"] = dict(reference)
+        self.metrics[name] = definition
+
+    def add_blob(self, name: str, data: Mapping[str, Mapping[str, Any]]) -> str:
+        """Add a blob of datums (see :func:`datum`); returns its identifier."""
+        identifier = new_identifier()
+        self.blobs.append({"identifier": identifier, "name": name, "data": dict(data)})
+        return identifier
+
+    def add_measurement(
+        self,
+        metric: str,
+        value: float,
+        unit: str,
+        *,
+        blob_refs: Sequence[str] = (),
+        notes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add one measurement; a non-finite ``value`` is sent as null ("not measured")."""
+        item: dict[str, Any] = {
+            "metric": metric,
+            "identifier": new_identifier(),
+            "value": json_number(float(value)),
+            "unit": unit,
+            "blob_refs": list(blob_refs),
+        }
+        if notes:
+            item["notes"] = dict(notes)
+        self.measurements.append(item)
+
+    def document(self) -> dict[str, Any]:
+        """The job document (a new dict each call)."""
+        return {
+            "measurements": list(self.measurements),
+            "blobs": list(self.blobs),
+            "metrics": [self.metrics[name] for name in sorted(self.metrics)],
+            "specs": list(self.specs),
+            "meta": dict(self.meta),
+        }

@@ -1,0 +1,1 @@
+"""Key performance metrics computed from pipeline outputs (pure numpy; no I/O)."""
