@@ -10,7 +10,7 @@ PORT ?= 8000
 $(BIN)/specwatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[server]'
 	touch $@
 
 $(VENV)/.test-deps: pyproject.toml $(BIN)/specwatch
