@@ -55,7 +55,7 @@ SERVER_EXTRA_HINT = "the server is not installed here: pip install 'specwatch[se
             "Compute metrics from a build's outputs (catalogs, timings, benchmarks).",
         ),
         "context": (
-            "specwatch.collectors.context:context_command",
+            "specwatch.collectors.context_cli:context_command",
             "Print the CI context and packages that an upload would add.",
         ),
     },

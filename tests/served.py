@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -91,3 +92,22 @@ class ServedSpecwatch:
 
     def get(self, path: str, **params: str | int) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", params=params, timeout=10)
+
+
+def run_cli(
+    args: Sequence[str],
+    home: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``specwatch ARGS`` as a CI step runs it: a clean environment (no CI variables of this
+    machine), its own home and cache, in ``home`` (not a git checkout unless made one)."""
+    clean = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [SPECWATCH, *args], env=clean, cwd=home, capture_output=True, text=True, timeout=timeout
+    )

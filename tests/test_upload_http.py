@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from receiver import Answer, created, receiver
+from served import run_cli as run
 
 from specwatch.collectors.client import (
     BACKOFF_MAX_S,
@@ -25,26 +22,10 @@ from specwatch.collectors.client import (
 )
 from specwatch.collectors.errors import RefusedError, UnreachableError
 
-SPECWATCH = Path(sys.executable).with_name("specwatch")
 JOB = {
     "measurements": [{"metric": "demo.latency", "value": 12.5, "unit": "ms"}],
     "meta": {"commit": "abc123", "branch": "main"},
 }
-
-
-def run(
-    args: Sequence[str], home: Path, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """``specwatch ARGS`` with a clean environment: no CI variables, its own cache."""
-    clean = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        **env,
-    }
-    return subprocess.run(
-        [SPECWATCH, *args], env=clean, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def write_job(path: Path, document: object = JOB) -> Path:
@@ -189,8 +170,7 @@ def test_server_and_token_from_the_environment(tmp_path: Path) -> None:
         done = run(
             ["upload", str(job)],
             tmp_path,
-            SPECWATCH_SERVER=server.url,
-            SPECWATCH_TOKEN="env-t",  # noqa: S106  # a test token
+            {"SPECWATCH_SERVER": server.url, "SPECWATCH_TOKEN": "env-t"},
         )
     assert done.returncode == 0, done.stderr
     assert server.requests[0].headers["Authorization"] == "Bearer env-t"
@@ -255,9 +235,13 @@ def test_back_off_doubles_to_its_cap_then_gives_up_at_the_deadline() -> None:
     assert len(server.requests) == len(waits) + 1
 
 
+def never(seconds: float) -> None:
+    raise AssertionError(f"slept {seconds} s")
+
+
 def test_a_retry_after_past_the_deadline_gives_up_at_once() -> None:
     with receiver(default=Answer(429, {}, {"Retry-After": "3600"})) as server:
-        client = SpecwatchClient(server.url, None, deadline=Deadline(60.0), sleep=pytest.fail)
+        client = SpecwatchClient(server.url, None, deadline=Deadline(60.0), sleep=never)
         with client, pytest.raises(UnreachableError, match="1 attempt"):
             client.post_job(b"{}")
 
