@@ -19,6 +19,7 @@ import click
 from .errors import CollectorError, ExitCode
 from .options import UploadOptions, upload_options
 
+KPM_MODULES = frozenset({"numpy", "astropy", "erfa"})  # the [kpm] extra's
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -84,7 +85,18 @@ class LazyGroup(click.Group):
         if name not in self.lazy:
             return super().get_command(ctx, name)
         module, attribute = self.lazy[name][0].split(":")
-        command = getattr(importlib.import_module(module, __package__), attribute)
+        try:
+            command = getattr(importlib.import_module(module, __package__), attribute)
+        except ModuleNotFoundError as error:
+            if error.name is None or error.name.split(".")[0] == "specwatch":
+                raise
+            extra = "kpm" if error.name.split(".")[0] in KPM_MODULES else "server"
+            click.echo(
+                f"specwatch: error: `{name}` needs {error.name}, which is not installed here: "
+                f"pip install 'specwatch[{extra}]'",
+                err=True,
+            )
+            sys.exit(int(ExitCode.BAD_INPUT))
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.lazy[name][0]} is not a click command")
         return command

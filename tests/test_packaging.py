@@ -14,6 +14,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> its place in the installed package; store/migrations links to alembic/.
 FOLDERS = {
@@ -44,8 +46,11 @@ def source_files() -> set[str]:
     return expected
 
 
-def test_the_wheel_holds_every_source_and_data_file(tmp_path: Path) -> None:
-    # From a copy: an in-tree build/ folder of an earlier build would hide missing packages.
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from a copy of the tree (an in-tree build/ folder of an
+    earlier build would hide missing packages)."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source = tmp_path / "src"
     shutil.copytree(
         ROOT,
@@ -58,7 +63,11 @@ def test_the_wheel_holds_every_source_and_data_file(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("specwatch-*.whl")
+    (built,) = tmp_path.glob("specwatch-*.whl")
+    return built
+
+
+def test_the_wheel_holds_every_source_and_data_file(wheel: Path) -> None:
     shipped = set(zipfile.ZipFile(wheel).namelist())
     expected = source_files()
     assert "specwatch/api/routes/jobs.py" in expected
@@ -68,3 +77,53 @@ def test_the_wheel_holds_every_source_and_data_file(tmp_path: Path) -> None:
     # Nothing bare in site-packages: every module lives under specwatch/.
     tops = {name.split("/")[0] for name in shipped}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"specwatch"}
+
+
+def test_the_collector_installs_and_runs_without_the_server(wheel: Path, tmp_path: Path) -> None:
+    """A CI job's install: the wheel and its base dependencies only (from the package index)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
+    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=600)
+    specwatch = str(venv / "bin" / "specwatch")
+    frozen = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True
+    ).stdout.lower()
+    for server_only in ("fastapi", "sqlalchemy", "numpy", "astropy", "pydantic"):
+        assert f"{server_only}==" not in frozen
+    job = tmp_path / "job.json"
+    job.write_text('{"measurements": [{"metric": "a.b", "value": 1, "unit": "s"}]}')
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [specwatch, *args], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+
+    dry = run("upload", str(job), "--dry-run", "--meta", "commit=abc")
+    assert dry.returncode == 0, dry.stderr
+    assert '"commit": "abc"' in dry.stdout
+    assert run("context", "--json").returncode == 0
+    assert run("collect", "--help").returncode == 0
+    bench = tmp_path / "bench.json"
+    bench.write_text(
+        '{"commit_info": {"id": "abc"}, "datetime": "2026-12-01T00:00:00Z", '
+        '"benchmarks": [{"name": "test_x", "fullname": "t.py::test_x", "group": null, '
+        '"params": null, "stats": {"min": 1, "max": 1, "mean": 1, "median": 1, '
+        '"stddev": 0, "rounds": 1}}]}'
+    )
+    imported = run("collect", "pytest-benchmark", str(bench), "--package", "demo")
+    assert imported.returncode == 0, imported.stderr
+    serve = run("serve")
+    assert serve.returncode == 2
+    assert "pip install 'specwatch[server]'" in serve.stderr
+    catalog = run("collect", "catalog", str(job), "--dataset", "d", "--filter", "r")
+    assert catalog.returncode == 2
+    assert "pip install 'specwatch[kpm]'" in catalog.stderr

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import astropy.units as u
 import click
 
 from specwatch.collectors.cli import one_line_errors
@@ -55,9 +54,19 @@ _UNIT_CHARS = 64
 
 
 def _unit(text: str) -> str:
-    """An astropy unit string for asv's ``unit`` ("" when astropy cannot read it)."""
+    """An astropy unit string for asv's ``unit`` ("" when astropy cannot read it).
+
+    astropy is optional here (the collector installs without it): without it, only the
+    spellings asv itself writes are known, and a track's own unit counts as dimensionless.
+    """
     spelled = _UNIT_SPELLINGS.get(text.strip(), text.strip())
+    if spelled in _UNIT_SPELLINGS.values():
+        return spelled
     if len(spelled) > _UNIT_CHARS:
+        return ""
+    try:
+        import astropy.units as u
+    except ImportError:
         return ""
     try:
         unit = u.Unit(spelled, parse_strict="silent")
@@ -68,7 +77,11 @@ def _unit(text: str) -> str:
 
 def _direction(unit: str) -> Direction:
     """Lower is better, as asv assumes, except for rates."""
-    return "higher" if unit and u.Unit(unit).is_equivalent(1 / u.s) else "lower"
+    if not unit or unit in _UNIT_SPELLINGS.values():
+        return "lower"
+    import astropy.units as u  # a unit other than asv's own passed _unit: astropy is here
+
+    return "higher" if u.Unit(unit).is_equivalent(1 / u.s) else "lower"
 
 
 def _benchmark_type(name: str, info: Mapping[str, Any]) -> str:
