@@ -262,3 +262,96 @@ def test_gate_on_a_pr_regression(served: ServedSpecwatch, token: str, tmp_path: 
         tmp_path,
     )
     assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+CI_BUILDS = {
+    "gitlab": (
+        {
+            "GITLAB_CI": "true",
+            "CI_PROJECT_URL": "https://gitlab.example.org/lsst/pipe_tasks",
+            "CI_COMMIT_SHA": SHA,
+            "CI_COMMIT_REF_NAME": "tickets/DM-7",
+            "CI_MERGE_REQUEST_IID": "17",
+            "CI_MERGE_REQUEST_PROJECT_URL": "https://gitlab.example.org/lsst/pipe_tasks",
+            "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "tickets/DM-7",
+            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+            "CI_PIPELINE_ID": "5550",
+            "CI_PIPELINE_URL": "https://gitlab.example.org/lsst/pipe_tasks/-/pipelines/5550",
+            "CI_PIPELINE_CREATED_AT": "2026-11-30T10:00:00Z",
+        },
+        {
+            "repository": "https://gitlab.example.org/lsst/pipe_tasks",
+            "branch": "tickets/DM-7",
+            "pr": 17,
+            "pr_url": "https://gitlab.example.org/lsst/pipe_tasks/-/merge_requests/17",
+            "build_url": "https://gitlab.example.org/lsst/pipe_tasks/-/pipelines/5550",
+            "time": "2026-11-30T10:00:00Z",
+        },
+    ),
+    "jenkins": (
+        {
+            "JENKINS_URL": "https://ci.lsst.codes/",
+            "JOB_NAME": "sqre/validate_drp",
+            "BUILD_ID": "1234",
+            "BUILD_URL": "https://ci.lsst.codes/job/sqre/job/validate_drp/1234/",
+            "PRODUCT": "validate_drp",
+            "dataset": "validation_data_cfht",
+            "GIT_COMMIT": SHA,
+            "GIT_BRANCH": "origin/tickets/DM-12345",
+            "GIT_URL": "git@github.com:lsst/validate_drp.git",
+        },
+        {
+            "repository": "https://github.com/lsst/validate_drp",
+            "branch": "tickets/DM-12345",
+            "pr": None,
+            "build_url": "https://ci.lsst.codes/job/sqre/job/validate_drp/1234/",
+            "ci_name": "validate_drp",
+            "ci_id": "1234",
+        },
+    ),
+    "buildkite": (
+        {
+            "BUILDKITE": "true",
+            "BUILDKITE_REPO": "git@github.com:lsst/pipe_tasks.git",
+            "BUILDKITE_COMMIT": SHA,
+            "BUILDKITE_BRANCH": "tickets/DM-9",
+            "BUILDKITE_PULL_REQUEST": "42",
+            "BUILDKITE_PULL_REQUEST_BASE_BRANCH": "main",
+            "BUILDKITE_BUILD_ID": "0190f0e4-8a1c-4b6e-9a7e-3c1b2a9d5e11",
+            "BUILDKITE_BUILD_NUMBER": "812",
+            "BUILDKITE_BUILD_URL": "https://buildkite.com/lsst/pipe-tasks/builds/812",
+            "BUILDKITE_PIPELINE_SLUG": "pipe-tasks",
+        },
+        {
+            "repository": "https://github.com/lsst/pipe_tasks",
+            "branch": "tickets/DM-9",
+            "pr": 42,
+            "pr_url": "https://github.com/lsst/pipe_tasks/pull/42",
+            "build_url": "https://buildkite.com/lsst/pipe-tasks/builds/812",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("ci", sorted(CI_BUILDS))
+def test_each_ci_systems_context_reaches_the_stored_job(
+    served: ServedSpecwatch, token: str, tmp_path: Path, ci: str
+) -> None:
+    env, expected = CI_BUILDS[ci]
+    document = latency_job(42.0, "overridden")
+    del document["meta"]["commit"], document["meta"]["branch"]
+    job = write(tmp_path / "job.json", document)
+    shown = run_cli(["context", "--json"], tmp_path, env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["commit"] == SHA
+    done = run_cli(["upload", str(job), "--server", served.url, "--token", token], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    job_id = int(done.stderr.split("→ job ")[1].split()[0])
+    stored = served.get(f"/api/v1/jobs/{job_id}").json()
+    assert stored["commit"] == SHA
+    for key, value in expected.items():
+        if key == "time":
+            assert stored[key].startswith(value.removesuffix("Z")), (key, stored[key])
+        else:
+            assert stored[key] == value, (key, stored[key])
