@@ -265,7 +265,7 @@ def test_gate_on_a_pr_regression(served: ServedSpecwatch, token: str, tmp_path: 
 
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-CI_BUILDS = {
+CI_BUILDS: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
     "gitlab": (
         {
             "GITLAB_CI": "true",
