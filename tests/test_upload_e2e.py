@@ -355,3 +355,24 @@ def test_each_ci_systems_context_reaches_the_stored_job(
             assert stored[key].startswith(value.removesuffix("Z")), (key, stored[key])
         else:
             assert stored[key] == value, (key, stored[key])
+
+
+def test_collect_catalog_uploads_faros_kpms(
+    served: ServedSpecwatch, token: str, tmp_path: Path
+) -> None:
+    catalog = lsst_data("faro", "matchedCatalogTract_0_i.fits.gz")
+    served.cli("definitions", "import", str(lsst_data("verify_metrics")), "--no-retire")
+    selection = ["--dataset", "ci_hsc", "--filter", "i", "--instrument", "HSC"]
+    upload = ["--upload", "--server", served.url, "--token", token, "--meta", "commit=faro-1"]
+    command = ["collect", "catalog", str(catalog), *selection, "--min-phot-repeat", "10"]
+    done = run_cli([*command, *upload], tmp_path)
+    assert done.returncode == 0, done.stderr
+    job_id = int(done.stderr.split("→ job ")[1].split()[0])
+    stored = served.get(f"/api/v1/jobs/{job_id}").json()
+    values = {m["metric"]: m for m in stored["measurements"]}
+    assert round(values["validate_drp.PA1"]["value"], 7) == 6.8097958
+    assert values["validate_drp.PA1"]["unit"] == "mmag"
+    assert values["validate_drp.AM1"]["value"] == pytest.approx(7.142131192256279, rel=1e-12)
+    assert (stored["dataset"], stored["filter"], stored["instrument"]) == ("ci_hsc", "i", "HSC")
+    blobs = {blob["name"] for blob in stored["blobs"]}
+    assert {"PA1", "AM1"} <= blobs
