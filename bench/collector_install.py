@@ -21,24 +21,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from wheel_build import build_wheel  # noqa: E402
+
 VARIANTS = {"collector": "", "collector + kpm": "[kpm]", "server (reference)": "[server]"}
-
-
-def build_wheel(folder: Path) -> Path:
-    source = folder / "src"
-    shutil.copytree(
-        ROOT,
-        source,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.sqlite3*"),
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = folder.glob("specwatch-*.whl")
-    return wheel
 
 
 def size_mb(folder: Path) -> float:

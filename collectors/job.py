@@ -9,13 +9,44 @@ blob_refs), ``blobs`` (identifier, name, data of datums ``{value, unit, label, d
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+from .errors import BadInputError
+
 Direction = Literal["lower", "higher", "none"]
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The parsed JSON of ``path`` (``NaN`` and ``Infinity`` tokens allowed, as asv and
+    Google Benchmark write them).
+
+    Raises:
+        BadInputError: the file cannot be read or is not JSON; ``what`` names what was expected.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: a directory, not {what}") from None
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path}: not UTF-8 text, so not {what}") from None
+    except OSError as error:
+        raise BadInputError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadInputError(
+            f"{path}: not JSON ({error.msg} at line {error.lineno}), so not {what}"
+        ) from None
+    except RecursionError:
+        raise BadInputError(f"{path}: JSON nested too deep to be {what}") from None
 
 
 def new_identifier() -> str:

@@ -32,6 +32,7 @@ from .errors import (
     UnreachableError,
 )
 from .gate import GateResult, evaluate, markdown, rows
+from .job import read_json_file
 from .options import UploadOptions
 from .spool import Spool
 
@@ -82,14 +83,7 @@ def find_job_files(paths: Sequence[Path]) -> list[Path]:
 
 def read_job(path: Path) -> dict[str, Any]:
     """A job document from a file (lsst.verify's bare NaN accepted)."""
-    try:
-        text = path.read_bytes()
-    except OSError as error:
-        raise BadInputError(f"{path}: cannot read: {error.strerror}") from error
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise BadInputError(f"{path}: not JSON: {error}") from error
+    document = read_json_file(path, "an lsst.verify job")
     check_job(document, str(path))
     return document  # type: ignore[no-any-return]  # checked to be a dict above
 

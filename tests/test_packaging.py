@@ -8,13 +8,13 @@ this builds the wheel and compares.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from wheel_build import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> its place in the installed package; store/migrations links to alembic/.
@@ -48,23 +48,7 @@ def source_files() -> set[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built from a copy of the tree (an in-tree build/ folder of an
-    earlier build would hide missing packages)."""
-    tmp_path = tmp_path_factory.mktemp("wheel")
-    source = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        source,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.sqlite3*"),
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = tmp_path.glob("specwatch-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_the_wheel_holds_every_source_and_data_file(wheel: Path) -> None:

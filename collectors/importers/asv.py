@@ -40,9 +40,9 @@ import click
 from specwatch.collectors.cli import one_line_errors
 from specwatch.collectors.emit import JobOutput, NamedJob, emit_jobs, job_output_options
 from specwatch.collectors.errors import BadInputError
-from specwatch.collectors.job import Direction
+from specwatch.collectors.job import Direction, read_json_file
 
-from .imported_job import ImportedJob, finite_items, iso_time, number, read_json_file
+from .imported_job import ImportedJob, finite_items, iso_time, number
 from .names import checked_name, derived_package, metric_part
 
 FORMAT_VERSION = 2
