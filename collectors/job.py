@@ -9,13 +9,15 @@ blob_refs), ``blobs`` (identifier, name, data of datums ``{value, unit, label, d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import orjson
 
 from .errors import BadInputError
 
@@ -49,9 +51,14 @@ def read_json_file(path: Path, what: str) -> Any:
         raise BadInputError(f"{path}: JSON nested too deep to be {what}") from None
 
 
-def new_identifier() -> str:
-    """A fresh identifier, in lsst.verify's form (32 hex digits)."""
-    return uuid.uuid4().hex
+def content_identifier(*content: Any) -> str:
+    """An identifier in lsst.verify's form (32 hex digits), from what it identifies.
+
+    lsst.verify draws random ones; these are the same for the same content, so collecting
+    the same outputs twice gives the same job, byte for byte, which the server stores once.
+    """
+    encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return hashlib.sha256(encoded).hexdigest()[:32]
 
 
 def json_number(value: float) -> float | None:
@@ -100,8 +107,9 @@ class JobBuilder:
 
     def add_blob(self, name: str, data: Mapping[str, Mapping[str, Any]]) -> str:
         """Add a blob of datums (see :func:`datum`); returns its identifier."""
-        identifier = new_identifier()
-        self.blobs.append({"identifier": identifier, "name": name, "data": dict(data)})
+        identifier = content_identifier("blob", name, data)
+        if all(blob["identifier"] != identifier for blob in self.blobs):
+            self.blobs.append({"identifier": identifier, "name": name, "data": dict(data)})
         return identifier
 
     def add_measurement(
@@ -114,10 +122,14 @@ class JobBuilder:
         notes: Mapping[str, Any] | None = None,
     ) -> None:
         """Add one measurement; a non-finite ``value`` is sent as null ("not measured")."""
+        earlier = sum(m["metric"] == metric for m in self.measurements)
+        number = json_number(float(value))
         item: dict[str, Any] = {
             "metric": metric,
-            "identifier": new_identifier(),
-            "value": json_number(float(value)),
+            "identifier": content_identifier(
+                "measurement", metric, earlier, number, unit, list(blob_refs), notes or {}
+            ),
+            "value": number,
             "unit": unit,
             "blob_refs": list(blob_refs),
         }

@@ -252,6 +252,15 @@ def test_the_command_writes_the_job(tmp_path: Path) -> None:
     pa1_blob = blobs[found["validate_drp.PA1"]["blob_refs"][0]]["data"]
     assert len(pa1_blob["mag"]["value"]) == len(pa1_blob["rms"]["value"]) == 24
     assert np.median(pa1_blob["rms"]["value"]) == pytest.approx(PA1_MMAG)
+    again = tmp_path / "again.json"
+    assert run([*args, "--min-phot-repeat", "10", "-o", str(again)]).exit_code == 0
+    # The same outputs, the same job to the byte: the server stores it once, however often sent.
+    assert again.read_bytes() == run_bytes(args, tmp_path / "third.json")
+
+
+def run_bytes(args: list[str], out: Path) -> bytes:
+    assert run([*args, "--min-phot-repeat", "10", "-o", str(out)]).exit_code == 0
+    return out.read_bytes()
 
 
 def test_bad_input_fails_with_one_line(tmp_path: Path) -> None:

@@ -157,7 +157,12 @@ COMMIT_B = "bbbbbbbb" + "2" * 32
 
 @pytest.fixture
 def asv_dir(tmp_path: Path) -> Path:
-    results = tmp_path / ".asv" / "results"
+    return make_asv_results(tmp_path)
+
+
+def make_asv_results(root: Path) -> Path:
+    """An asv results tree under ``root``: two commits of one machine; returns .asv/results."""
+    results = root / ".asv" / "results"
     write_json(results / "benchmarks.json", asv_benchmarks())
     machine = {
         "arch": "x86_64",

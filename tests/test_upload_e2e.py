@@ -376,3 +376,26 @@ def test_collect_catalog_uploads_faros_kpms(
     assert (stored["dataset"], stored["filter"], stored["instrument"]) == ("ci_hsc", "i", "HSC")
     blobs = {blob["name"] for blob in stored["blobs"]}
     assert {"PA1", "AM1"} <= blobs
+
+
+def test_benchmark_results_are_imported_and_uploaded(
+    served: ServedSpecwatch, token: str, tmp_path: Path
+) -> None:
+    from test_importers import make_asv_results, pytest_benchmark_file
+
+    results = make_asv_results(tmp_path)
+    upload = ["--upload", "--server", served.url, "--token", token]
+    asv = run_cli(["collect", "asv", str(results), *upload], tmp_path)
+    assert asv.returncode == 0, asv.stderr
+    assert asv.stderr.count("(stored, ") == 2  # one job per commit
+    bench = pytest_benchmark_file(tmp_path / "bench.json", commit_id="e2e0" * 10)
+    imported = run_cli(["collect", "pytest-benchmark", str(bench), *upload], tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    job_id = int(imported.stderr.split("→ job ")[1].split()[0])
+    stored = served.get(f"/api/v1/jobs/{job_id}").json()
+    assert stored["commit"] == "e2e0" * 10
+    metric = stored["measurements"][0]["metric"]
+    definition = served.get(f"/api/v1/metrics/{metric}").json()
+    assert (definition["unit"], definition["direction"]) == ("s", "lower")
+    again = run_cli(["collect", "asv", str(results), *upload], tmp_path)
+    assert again.stderr.count("(already stored") == 2, again.stderr
