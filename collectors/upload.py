@@ -245,6 +245,12 @@ class Uploader:
                     self.say(
                         f"uploaded {job.name} → job {receipt.id} ({state}{count}) {receipt.url}"
                     )
+        if self.interactive and len(jobs) > 1 and result.receipts:  # the bar is gone: sum up
+            created = sum(receipt.created for _, receipt in result.receipts)
+            self.say(
+                f"uploaded {len(result.receipts)} job(s): {created} stored, "
+                f"{len(result.receipts) - created} already stored"
+            )
         return result
 
     def _spool(self, job: PreparedJob, result: UploadResult) -> None:

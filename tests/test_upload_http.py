@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -272,3 +273,41 @@ def test_retry_after_values(header: str | None, seconds: float | None) -> None:
 
     now = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
     assert retry_after_s(header, now) == seconds
+
+
+def test_on_a_terminal_a_progress_bar_then_one_summary_line(tmp_path: Path) -> None:
+    import pty
+    import subprocess
+
+    from served import SPECWATCH
+
+    for i in range(3):
+        write_job(tmp_path / f"job{i}.json", {**JOB, "meta": {"commit": f"tty{i}"}})
+    primary, secondary = pty.openpty()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TERM": "xterm", "COLUMNS": "120"}
+    with receiver() as server:
+        files = [str(tmp_path / f"job{i}.json") for i in range(3)]
+        process = subprocess.Popen(
+            [SPECWATCH, "upload", *files, "--server", server.url, "--no-context"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+        )
+        process.wait(timeout=60)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    text = shown.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "uploading 3 job(s)" in text  # rich's bar, drawn on the terminal
+    assert "uploaded 3 job(s): 3 stored, 0 already stored" in text
+    assert text.count("→ job") == 0  # no line per file under the bar
