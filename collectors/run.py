@@ -12,9 +12,13 @@ and stderr are the collector's) and writes one job with the metrics
 all lower is better.  N defaults to the command's file name, characters other than letters,
 digits, ``_`` and ``-`` replaced by ``_`` (``./step.sh`` → ``step_sh``).
 
-The resource usage is that of exactly this child (``os.wait4``), not a delta of
+The resource usage is that of exactly this command (``os.wait4``), not a delta of
 ``getrusage(RUSAGE_CHILDREN)``, whose ``ru_maxrss`` is the largest of every child the collector
-ever waited for: a peak cannot be subtracted.
+ever waited for: a peak cannot be subtracted.  The command is started by a tiny launcher
+(``python -S -I``, a few MB), not by the collector itself: Linux counts the pages of the
+process that ``exec``-s into a command's peak RSS, and a collector forked from a large
+process (a test runner, a pipeline driver) would add its own size to every command's.  The
+launcher times the command and reports its ``wait4`` usage on a pipe.
 
 The command's output shares stdout with the job when there is no ``--output``/``--upload``:
 give one of them when something reads the job from stdout.
@@ -33,7 +37,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,37 +72,71 @@ class CommandRun:
         return 128 - self.exit_status if self.exit_status < 0 else self.exit_status
 
 
+# Runs in ``python -S -I``: no site, no imports beyond the built-ins, so that its size, which
+# Linux counts into the command's peak RSS, stays a few MB.  Protocol: argv = [fd, command…];
+# writes "ok status utime stime maxrss wall" or "error ErrorName strerror" on fd.
+LAUNCHER = """
+import os, signal, sys, time
+fd, command = int(sys.argv[1]), sys.argv[2:]
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal sends it to the command too
+start = time.perf_counter()
+try:
+    pid = os.posix_spawnp(command[0], command, os.environ)
+except OSError as error:
+    os.write(fd, f"error {type(error).__name__} {error.strerror}".encode())
+    sys.exit(127)
+for forwarded in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(forwarded, lambda number, _: os.kill(pid, number))
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+line = f"ok {status} {usage.ru_utime!r} {usage.ru_stime!r} {usage.ru_maxrss} {wall!r}"
+os.write(fd, line.encode())
+"""
+
+
 def run_command_timed(command: list[str]) -> CommandRun:
-    """Run ``command`` (stdio inherited) and measure it.
+    """Run ``command`` (stdio inherited) through the launcher and measure it.
 
     Raises:
         BadInputError: the command does not exist or cannot be executed.
     """
     started_at = datetime.now(UTC)
-    start = time.perf_counter()
+    read_end, write_end = os.pipe()
     try:
-        process = subprocess.Popen(command)
-    except FileNotFoundError:
-        raise BadInputError(f"command not found: {command[0]}") from None
-    except PermissionError:
-        raise BadInputError(f"command not executable: {command[0]}") from None
-    except OSError as error:
-        raise BadInputError(f"cannot run {command[0]}: {error.strerror}") from None
+        launcher = subprocess.Popen(
+            [sys.executable, "-S", "-I", "-c", LAUNCHER, str(write_end), *command],
+            pass_fds=(write_end,),
+        )
+    finally:
+        os.close(write_end)
     try:
-        _, status, usage = os.wait4(process.pid, 0)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode().split(" ", 2)
+        launcher.wait()
     except BaseException:  # interrupted: do not leave the command running
-        process.kill()
-        process.wait()
+        launcher.terminate()
+        launcher.wait()
         raise
-    wall_time_s = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if report[0] == "error":
+        kind, reason = report[1], report[2] if len(report) > 2 else ""
+        what = {
+            "FileNotFoundError": "command not found",
+            "PermissionError": "command not executable",
+        }
+        raise BadInputError(
+            f"{what.get(kind, 'cannot run')}: {command[0]}"
+            + ("" if kind in what else f" ({reason})")
+        )
+    if report[0] != "ok":
+        raise BadInputError(f"cannot run {command[0]}: the launcher exited {launcher.returncode}")
+    status, utime, stime, maxrss, wall = report[1], *report[2].split()
     return CommandRun(
         started_at=started_at,
-        wall_time_s=wall_time_s,
-        user_time_s=usage.ru_utime,
-        system_time_s=usage.ru_stime,
-        max_rss_bytes=usage.ru_maxrss * _MAXRSS_BYTES,
-        exit_status=process.returncode,
+        wall_time_s=float(wall),
+        user_time_s=float(utime),
+        system_time_s=float(stime),
+        max_rss_bytes=int(maxrss) * _MAXRSS_BYTES,
+        exit_status=os.waitstatus_to_exitcode(int(status)),
     )
 
 
