@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator
 
 from specwatch.metrics.jobs import EARLIEST, LATEST
 
-_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
+_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 def _not_a_number(value: object) -> object:

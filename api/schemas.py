@@ -423,6 +423,7 @@ JOB_SCHEMA: dict[str, Any] = {
                         {"type": "string", "format": "date-time"},
                         {"type": "number"},
                         {"type": "null"},
+                        {"enum": ["", "unknown"], "description": "not given"},
                     ]
                 },
                 **{key: _context_text(LABEL_CHARS) for key in ("dataset", "branch")},

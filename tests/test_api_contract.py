@@ -336,3 +336,24 @@ def test_readme_lists_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"SPECWATCH_{name.upper()}" not in readme]
     assert not missing, f"README's settings table lacks {missing}"
+
+
+@pytest.mark.parametrize("time", ["", "unknown", None, 1764547200, "2026-12-01T00:00:00Z"])
+async def test_every_job_time_the_server_takes_is_one_its_schema_allows(
+    client: httpx.AsyncClient, auth: dict[str, str], time: object
+) -> None:
+    """dispatch_verify writes "unknown" (and some jobs "") for a time not known: both are
+    "not given", for the parser and for the published schema alike."""
+    import jsonschema
+
+    from specwatch.api.schemas import JOB_SCHEMA
+
+    await import_demo(client, auth)
+    body = job_body(measurement("demo.PA1", 5.0, "mmag"), time=time)
+    formats = jsonschema.FormatChecker(formats=())  # date-time checked as schemathesis does
+    formats.checks("date-time", raises=ValueError)(
+        lambda text: not isinstance(text, str) or bool(datetime.fromisoformat(text))
+    )
+    jsonschema.Draft202012Validator(JOB_SCHEMA, format_checker=formats).validate(body)
+    response = await client.post("/api/v1/jobs", json=body, headers=auth)
+    assert response.status_code == 201, response.text
