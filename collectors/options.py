@@ -55,8 +55,8 @@ def upload_options(function: F) -> F:
     """Add the upload options; pass them as one ``upload_options: UploadOptions`` argument."""
 
     def build(**kwargs: Any) -> Any:
-        spool = None if kwargs.pop("no_spool") else kwargs.pop("spool_dir") or default_spool_dir()
-        kwargs.pop("spool_dir", None)
+        spool_dir, no_spool = kwargs.pop("spool_dir"), kwargs.pop("no_spool")
+        spool = None if no_spool else spool_dir or default_spool_dir()
         options = UploadOptions(
             server=kwargs.pop("server"),
             token=kwargs.pop("token"),

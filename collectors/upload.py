@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import orjson
 from .client import Deadline, JobReceipt, SpecwatchClient, idempotency_key
 from .errors import (
     BadInputError,
-    CollectorError,
     GateFailedError,
     RefusedError,
     UnreachableError,
@@ -389,10 +388,7 @@ def upload_files(
     paths: Sequence[Path], options: UploadOptions, environ: Mapping[str, str] | None = None
 ) -> UploadResult:
     """Upload job files and directories of them."""
-    files = find_job_files(paths)
-    for path in files:  # all checked before the first is sent
-        read_job(path)
-    named = [(str(path), read_job(path)) for path in files]
+    named = [(str(path), read_job(path)) for path in find_job_files(paths)]  # all read first
     return upload_documents(named, options, environ)
 
 
@@ -414,7 +410,7 @@ def upload_spooled(
         uploader.dry_run(jobs)
         return UploadResult()
     deadline = Deadline(options.retry_for_s)
-    uploader.options = _without_spool(options)  # a job already in the spool stays where it is
+    uploader.options = replace(options, spool_dir=None)  # a spooled job stays where it is
     with uploader.client(deadline) as client:
         result = uploader.send(jobs, client, on_stored=lambda job: spool.remove(by_body[job.body]))
         if result.unreachable is not None:
@@ -425,13 +421,3 @@ def upload_spooled(
             )
         uploader.finish(result, client)
     return result
-
-
-def _without_spool(options: UploadOptions) -> UploadOptions:
-    from dataclasses import replace
-
-    return replace(options, spool_dir=None)
-
-
-def exit_code(error: CollectorError) -> int:
-    return int(error.exit_code)
