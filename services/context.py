@@ -41,6 +41,7 @@ class ProcessContext:
     series: TimeSeriesStore
     deliverer: OutboxDeliverer
     detection: DetectionScheduler | None = None
+    regression_service: RegressionService | None = None
     metric_cache: dict[str, Metric] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=TokenCache)
 
@@ -76,11 +77,11 @@ class ProcessContext:
                 log.warning("InfluxDB not reachable at start", error=str(error))
         else:
             series = EmbeddedSeriesStore(sessionmaker)
+        # One per process: it holds the locks that keep detections of a series in turn.
+        regressions = RegressionService(sessionmaker, series)
         detection = None
         if background and settings.detect_on_ingest:
-            detection = DetectionScheduler(
-                RegressionService(sessionmaker, series), debounce_s=settings.detect_debounce_s
-            )
+            detection = DetectionScheduler(regressions, debounce_s=settings.detect_debounce_s)
         deliverer = OutboxDeliverer(
             sessionmaker,
             series,
@@ -89,7 +90,9 @@ class ProcessContext:
             batch_jobs=settings.outbox_batch_jobs,
             on_delivered=detection.touch_points if detection else None,
         )
-        context = cls(settings, engine, sessionmaker, http, series, deliverer, detection)
+        context = cls(
+            settings, engine, sessionmaker, http, series, deliverer, detection, regressions
+        )
         if background:
             deliverer.start()
             if detection:
@@ -138,7 +141,9 @@ class ProcessContext:
         return MetricService(self.sessionmaker, self.series)
 
     def regressions(self) -> RegressionService:
-        return RegressionService(self.sessionmaker, self.series)
+        if self.regression_service is None:
+            self.regression_service = RegressionService(self.sessionmaker, self.series)
+        return self.regression_service
 
     def report(self) -> ReportService:
         return ReportService(self.sessionmaker, self.series)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import anyio
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import NotFoundError
@@ -139,6 +140,7 @@ class RegressionService:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._series = series
+        self._running: dict[Group, tuple[asyncio.Lock, int]] = {}  # lock, its users
 
     async def detect(self, key: SeriesKey) -> list[ChangeRecord]:
         """Detect the changes of one series (its last ``WINDOW`` builds) and store them."""
@@ -161,7 +163,26 @@ class RegressionService:
         return total
 
     async def _detect_group(self, keys: list[SeriesKey]) -> dict[SeriesKey, list[ChangeRecord]]:
-        """Detect the series of ``keys`` (one package and context): one read, one write."""
+        """Detect the series of ``keys`` (one package and context): one read, one write.
+
+        One detection of a group at a time in this process (the background scheduler and an
+        explicit detection may ask at once); another process storing the same change first
+        makes the write run again over what it stored.
+        """
+        group = group_of(keys[0])[0]
+        lock, users = self._running.get(group, (asyncio.Lock(), 0))
+        self._running[group] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._detect_group_now(keys)
+        finally:
+            lock, users = self._running[group]
+            if users == 1:
+                del self._running[group]
+            else:
+                self._running[group] = (lock, users - 1)
+
+    async def _detect_group_now(self, keys: list[SeriesKey]) -> dict[SeriesKey, list[ChangeRecord]]:
         first = keys[0]
         tags = {
             "dataset": first.dataset,
@@ -183,13 +204,18 @@ class RegressionService:
         found = await anyio.to_thread.run_sync(
             lambda: {key: _changes(key, series, metric, excluded) for key, series, metric in work}
         )
-        if work:
+        for attempt in range(3) if work else ():
             now = datetime.now(UTC)
-            async with self._sessionmaker() as session, session.begin():
-                store = ChangeStore(session)
-                for key, series, _ in work:
-                    since = _time(series.time_ns[0])
-                    await store.replace_series(key, found[key], since=since, now=now)
+            try:
+                async with self._sessionmaker() as session, session.begin():
+                    store = ChangeStore(session)
+                    for key, series, _ in work:
+                        since = _time(series.time_ns[0])
+                        await store.replace_series(key, found[key], since=since, now=now)
+                break
+            except IntegrityError:  # a concurrent detection elsewhere stored one first
+                if attempt == 2:
+                    raise
         return {key: found.get(key, []) for key in keys}
 
     async def all_keys(self, *, min_builds: int = MIN_BUILDS) -> list[SeriesKey]:

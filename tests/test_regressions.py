@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,6 +21,7 @@ from specwatch.services.context import ProcessContext
 from specwatch.services.definitions import DefinitionService
 from specwatch.services.demo import load_demo
 from specwatch.services.demo_history import demo_events
+from specwatch.services.regressions import RegressionService
 from specwatch.store.changes import ChangeFilter, ChangeStore, SeriesKey
 
 DEFINITIONS = {
@@ -296,3 +298,26 @@ async def test_changes_carry_their_metric_unit(context: ProcessContext) -> None:
     assert pa1.id is not None
     accepted = await regressions.set_status(pa1.id, "accepted", "expected")
     assert (accepted.status, accepted.unit) == ("accepted", "mmag")
+
+
+async def test_detections_of_one_series_at_once_store_each_change_once(
+    context: ProcessContext,
+) -> None:
+    """The scheduler and an explicit detection may run together (CI saw a UNIQUE violation
+    from exactly that); two processes too (two services on one database stand for them)."""
+    await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+    for n, values in enumerate(history()):
+        await context.jobs().ingest(body(n, values))
+    await context.deliverer.drain()
+    if context.detection is not None:
+        context.detection.discard()
+    here = context.regressions()
+    keys = await here.all_keys()
+    other = RegressionService(context.sessionmaker, context.series)
+    counts = await asyncio.gather(
+        *(service.detect_many(keys) for service in [here, here, other, other, here])
+    )
+    assert counts == [3] * 5
+    found = await here.changes(ChangeFilter(), after=None, limit=10)
+    assert sorted(c.key.metric for c in found) == ["reg.AM1", "reg.COMP", "reg.PA1"]
+    assert here._running == {}  # no lock left behind
