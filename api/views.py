@@ -13,7 +13,7 @@ import orjson
 
 from specwatch.api.responses import dumps
 from specwatch.metrics.model import Blob, Measurement, Metric, Specification
-from specwatch.store.jobs import CONTEXT_FIELDS, StoredJob, encode_value
+from specwatch.metrics.records import CONTEXT_FIELDS, StoredJob, encode_value
 
 
 def number(value: float | None) -> float | None:

@@ -19,9 +19,10 @@ from specwatch.exceptions import InvalidInputError, NotFoundError
 from specwatch.metrics.compare import Comparison, compare_values
 from specwatch.metrics.limits import INT32_MAX, INT64_MAX
 from specwatch.metrics.model import Direction, Level
+from specwatch.metrics.records import StoredJob
 from specwatch.metrics.verification import Verdict, highest_level
 from specwatch.store.definitions import DefinitionStore
-from specwatch.store.jobs import JobStore, StoredJob
+from specwatch.store.jobs import JobStore
 
 from .verification import job_verdicts
 

@@ -20,7 +20,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import SeriesStoreError
-from specwatch.store.jobs import JobStore, StoredJob
+from specwatch.metrics.records import StoredJob
+from specwatch.store.jobs import JobStore
 from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import SeriesPoint, TimeSeriesStore
 

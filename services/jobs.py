@@ -21,8 +21,9 @@ from specwatch.exceptions import (
 from specwatch.metrics.jobs import JobDocument, convert_measurements, parse_job_document
 from specwatch.metrics.limits import IDEMPOTENCY_KEY_CHARS, DocumentLimits, decode_json
 from specwatch.metrics.model import Blob, Metric
+from specwatch.metrics.records import JobFilter, StoredJob
 from specwatch.store.definitions import DefinitionStore
-from specwatch.store.jobs import JobFilter, JobStore, StoredJob
+from specwatch.store.jobs import JobStore
 from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import SeriesPoint
 from specwatch.store.series.lineprotocol import validate_point

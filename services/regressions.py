@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from specwatch.exceptions import NotFoundError
 from specwatch.metrics.changepoint import detect_changes
 from specwatch.metrics.model import Metric, split_metric_name
-from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore, SeriesKey
+from specwatch.metrics.records import ChangeFilter, ChangeRecord, SeriesKey, StoredJob
+from specwatch.store.changes import ChangeStore
 from specwatch.store.definitions import DefinitionStore
-from specwatch.store.jobs import JobStore, StoredJob
+from specwatch.store.jobs import JobStore
 from specwatch.store.series.base import Series, SeriesPoint, SeriesQuery, TimeSeriesStore
 
 from .definitions import check_packages

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.metrics.model import Metric, Specification, split_metric_name
+from specwatch.metrics.records import ChangeFilter, ChangeRecord, StoredJob
 from specwatch.metrics.requirements import RequirementStatus
 from specwatch.metrics.verification import Status, Verdict
-from specwatch.store.changes import ChangeFilter, ChangeRecord, ChangeStore
+from specwatch.store.changes import ChangeStore
 from specwatch.store.definitions import DefinitionStore
-from specwatch.store.jobs import StoredJob
 from specwatch.store.reports import ReportRunStore
 from specwatch.store.series.base import Series, SeriesQuery, TimeSeriesStore
 

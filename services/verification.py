@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from specwatch.exceptions import NotFoundError, PermissionDeniedError
 from specwatch.metrics.limits import DocumentLimits
 from specwatch.metrics.model import Specification
+from specwatch.metrics.records import CONTEXT_FIELDS, StoredJob
 from specwatch.metrics.requirements import (
     Requirement,
     RequirementStatus,
@@ -28,7 +29,7 @@ from specwatch.metrics.requirements import (
 )
 from specwatch.metrics.verification import Verdict, verify
 from specwatch.store.definitions import DefinitionStore, UpsertCounts
-from specwatch.store.jobs import CONTEXT_FIELDS, JobStore, StoredJob
+from specwatch.store.jobs import JobStore
 from specwatch.store.requirements import RequirementStore
 
 

@@ -3,56 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from specwatch.metrics.records import ChangeFilter, ChangeRecord, SeriesKey
+
 from .models import SQLChange, SQLExclusion, SQLMetric
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesKey:
-    """One series: a metric's values on one branch of one dataset, filter and instrument."""
-
-    metric: str
-    dataset: str = ""
-    filter: str = ""
-    instrument: str = ""
-    branch: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeRecord:
-    key: SeriesKey
-    job_id: int
-    previous_job_id: int | None
-    time: datetime
-    commit_before: str | None
-    commit_after: str | None
-    before: float
-    after: float
-    delta: float
-    delta_pct: float | None
-    delta_sigma: float
-    sigma: float
-    verdict: str
-    status: str = "open"
-    note: str = ""
-    id: int | None = None
-    unit: str = ""  # the metric's unit ('' when the metric is unknown or dimensionless)
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeFilter:
-    metric: str | None = None
-    dataset: str | None = None
-    branch: str | None = None
-    status: str | None = None
-    verdicts: tuple[str, ...] = ()
-    since: datetime | None = None
-
 
 _KEY_COLUMNS = ("metric", "dataset", "filter", "instrument", "branch")
 

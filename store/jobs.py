@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,28 +12,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from specwatch.metrics.model import EMPTY, Blob, JobContext, Measurement
+from specwatch.metrics.records import CONTEXT_FIELDS, JobFilter, StoredJob, encode_value
 
 from .models import SQLBlob, SQLJob, table
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-# Context fields that are columns of the job table (and filters of the job list).
-CONTEXT_FIELDS = (
-    "ci_name",
-    "ci_id",
-    "ci_url",
-    "build_url",
-    "repository",
-    "commit",
-    "branch",
-    "pr",
-    "pr_url",
-    "base_commit",
-    "dataset",
-    "instrument",
-    "filter",
-    "status",
-)
 
 
 _SUMMARY_COLUMNS = (
@@ -46,39 +28,6 @@ _SUMMARY_COLUMNS = (
     "n_measurements",
     *CONTEXT_FIELDS,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    branch: str | None = None
-    pr: int | None = None
-    commit: str | None = None
-    dataset: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredJob:
-    """A job as stored: its id, ingest bookkeeping, context and measurements."""
-
-    id: int
-    idempotency_key: str
-    created_at: datetime
-    time: datetime
-    time_ns: int
-    context: JobContext
-    n_measurements: int
-    measurements: tuple[Measurement, ...] = ()
-    meta: Mapping[str, Any] | None = None
-    packages: Mapping[str, Any] | None = None
-
-
-def encode_value(value: float) -> float | str:
-    """A float as JSON allows it: non-finite values as the strings lsst.verify reads back."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def decode_value(value: float | str | None) -> float:

@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from specwatch.exceptions import SeriesStoreError
 from specwatch.metrics.definitions import parse_definition_files
 from specwatch.metrics.model import Direction
+from specwatch.metrics.records import ChangeFilter, SeriesKey
 from specwatch.services.context import ProcessContext
 from specwatch.services.definitions import DefinitionService
 from specwatch.services.demo import load_demo
 from specwatch.services.demo_history import demo_events
 from specwatch.services.regressions import RegressionService
-from specwatch.store.changes import ChangeFilter, ChangeStore, SeriesKey
+from specwatch.store.changes import ChangeStore
 
 DEFINITIONS = {
     "metrics/reg.yaml": (

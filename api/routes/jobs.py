@@ -15,8 +15,8 @@ from specwatch.api.params import Instant
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import job_detail, job_summary
 from specwatch.metrics.limits import INT32_MAX
+from specwatch.metrics.records import JobFilter
 from specwatch.services.tokens import Principal
-from specwatch.store.jobs import JobFilter
 
 router = APIRouter(route_class=EdgeRoute, prefix="/api/v1/jobs", tags=["jobs"])
 

@@ -14,9 +14,9 @@ from specwatch.api.openapi import problems
 from specwatch.api.params import Instant, MetricName
 from specwatch.api.responses import FastJSONResponse
 from specwatch.api.views import iso
+from specwatch.metrics.records import ChangeFilter, ChangeRecord
 from specwatch.services.metrics import as_utc
 from specwatch.services.tokens import Principal
-from specwatch.store.changes import ChangeFilter, ChangeRecord
 
 router = APIRouter(route_class=EdgeRoute, prefix="/api/v1", tags=["regressions"])
 _VERDICTS = {"worse": ("worse",), "better": ("better",), "changed": ("changed",), "any": ()}
