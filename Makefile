@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo serve test lint typecheck install install-test influxdb clean
+.PHONY: demo serve test lint typecheck install install-test influxdb browser clean
 
 $(BIN)/specwatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ install-test: $(VENV)/.test-deps
 demo: install
 	$(BIN)/specwatch db upgrade
 	$(BIN)/specwatch demo
-	@echo "Specwatch: http://$(HOST):$(PORT)/api/v1/metrics  ·  API docs: http://$(HOST):$(PORT)/docs"
+	@echo "Specwatch: http://$(HOST):$(PORT)/dashboard/  ·  API docs: http://$(HOST):$(PORT)/docs"
 	$(BIN)/specwatch serve --host $(HOST) --port $(PORT)
 
 serve: install
@@ -33,6 +33,10 @@ serve: install
 ## influxdb: Debian's InfluxDB 1.x, for the tests (they start their own influxd on a free port)
 influxdb:
 	@command -v influxd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb >/dev/null; }
+
+## browser: Debian's Chromium and its driver, for the dashboard tests (nothing is downloaded at run time)
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -43,7 +47,7 @@ typecheck: install-test
 	$(BIN)/python tests/static_checks.py
 
 ## test: install everything the tests need, then lint, type-check and run the whole suite
-test: install-test influxdb lint typecheck
+test: install-test influxdb browser lint typecheck
 	$(BIN)/pytest -q
 
 clean:

@@ -105,9 +105,11 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     _check_schema(settings)
-    click.echo(f"Specwatch API on http://{host}:{port}/api/v1/metrics  (docs: /docs; Ctrl-C stops)")
+    click.echo(
+        f"Specwatch on http://{host}:{port}/dashboard/  (API: /api/v1, docs: /docs; Ctrl-C stops)"
+    )
     uvicorn.run(
-        "specwatch.api.app:create_app",
+        "specwatch.server:create_server",
         factory=True,
         host=host,
         port=port,

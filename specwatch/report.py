@@ -16,6 +16,7 @@ from typing import Any
 
 from specwatch.api.views import iso_times
 from specwatch.dashboard.figures import ChangeMark, SpecLine, trend_figure
+from specwatch.metrics.formatting import format_number, format_quantity
 from specwatch.services.report import Plot, ReportData
 
 FORMATS = ("md", "html", "ipynb")
@@ -26,34 +27,6 @@ SECTIONS = {
 }
 _OPERATORS = {"<=": "≤", ">=": "≥", "==": "=", "!=": "≠"}
 _STATUS_CLASSES = frozenset({"pass", "fail", "worse", "better"})  # cells the HTML colours
-
-
-def _strip_zeros(text: str) -> str:
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def format_number(value: float | None, digits: int = 4, *, signed: bool = False) -> str:
-    """``value`` to ``digits`` significant digits, without float noise: thousands separators
-    from 1,000 (``2,068,000,000``), an exponent only below 1e-4 or from 1e12 in magnitude
-    (``1.5e-7``); ``—`` for None, NaN and infinities."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else "+" if signed else ""
-    mantissa, exponent_text = f"{abs(value):.{digits - 1}e}".split("e")
-    exponent = int(exponent_text)  # of the value once rounded (9999.7 -> 1.000e+04)
-    if exponent < -4 or exponent >= 12:
-        return f"{sign}{_strip_zeros(mantissa)}e{exponent}"
-    if exponent >= digits - 1:  # an integer: the digits kept, then zeros
-        return f"{sign}{int(mantissa.replace('.', '')) * 10 ** (exponent - digits + 1):,}"
-    return sign + _strip_zeros(f"{abs(value):,.{digits - 1 - exponent}f}")
-
-
-def format_quantity(value: float | None, unit: str, digits: int = 4) -> str:
-    """A value with its unit (``6.012 mmag``, ``2,068,000,000 B``; a dimensionless one bare)."""
-    number = format_number(value, digits)
-    return f"{number} {unit}" if unit and number != "—" else number
 
 
 def _pct(value: float | None) -> str:

@@ -24,8 +24,10 @@ import httpx
 import pytest
 from alembic import command
 from asgi_lifespan import LifespanManager
+from browser import CHROMEDRIVER, CHROMIUM, Browser, have_chromium
 from fastapi import FastAPI
 from influxdb_server import InfluxDBServer, ensure_influxd
+from served import ServedSpecwatch
 from sqlalchemy import text
 
 from specwatch.api.app import create_app
@@ -187,3 +189,40 @@ def lsst_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (../shared/datasets/lsst)")
     return path
+
+
+# --- the dashboard in a real browser -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium (``make browser`` installs it; the test command does)."""
+    if not have_chromium():
+        pytest.fail(f"no {CHROMIUM} / {CHROMEDRIVER}: run `make browser` (Debian chromium)")
+    window = Browser()
+    try:
+        yield window
+    finally:
+        window.close()
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSpecwatch]:
+    """``specwatch serve`` (uvicorn) on a SQLite file holding the demo history."""
+    server = ServedSpecwatch(tmp_path_factory.mktemp("demo-server"))
+    server.cli("demo")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def demo_browser(browser: Browser, demo_server: ServedSpecwatch) -> Iterator[Browser]:
+    """The browser pointed at the demo server; a test fails on any console error."""
+    browser.base_url = demo_server.url
+    browser.console_errors()  # drain what earlier tests left
+    yield browser
+    errors = browser.console_errors()
+    assert not errors, f"console errors: {errors}"

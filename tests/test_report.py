@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from specwatch.report import format_number, format_quantity, render, render_html, render_markdown
+from specwatch.metrics.formatting import format_number, format_quantity
+from specwatch.report import render, render_html, render_markdown
 from specwatch.report import tables as report_tables
 from specwatch.services.context import ProcessContext
 from specwatch.store.models import SQLReportRun

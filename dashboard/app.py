@@ -1,0 +1,184 @@
+"""The dashboard: one Dash app on the API's own FastAPI server, under ``/dashboard/``.
+
+Dash's FastAPI backend adds its routes (the page, its assets, ``_dash-update-component``) to
+the server and a middleware that only looks at paths under the prefix; the API's routes come
+first, so they win.  Every page is rendered by one async router callback from the URL (path
+and query string), so every view is a shareable link; controls write the query string.
+Callbacks call the process's services in process: no SQL here, no HTTP to ourselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import structlog
+from dash import Dash, Input, Output, dcc, html
+from dash.backends._fastapi import reset_current_request, set_current_request
+from dash.development.base_component import Component
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from specwatch import __version__
+from specwatch.exceptions import SpecwatchError
+from specwatch.services.context import ProcessContext
+
+from . import pages
+from .registry import CALLBACKS, PREFIX, PageRequest, match, parse_query
+from .ui import empty_state, nav_bar
+
+log = structlog.get_logger("specwatch.dashboard")
+
+# What the browser may do on a dashboard page.  Scripts: our own files and the hashes of
+# Dash's inline bootstrap scripts; styles inline (plotly writes <style> elements); no
+# plugins, no framing by other sites, forms and connections to this origin only.
+_CSP = (
+    "default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def _load_pages() -> None:
+    for module in pkgutil.iter_modules(pages.__path__):
+        importlib.import_module(f"{pages.__name__}.{module.name}")
+
+
+def create_dashboard(server: FastAPI) -> Dash:
+    """Add the dashboard to ``server`` (whose lifespan sets ``state.context``)."""
+    _load_pages()
+    app = Dash(
+        __name__,
+        server=cast(Any, server),  # typed for Flask; a FastAPI app selects that backend
+        routes_pathname_prefix=PREFIX,
+        requests_pathname_prefix=PREFIX,
+        title="Specwatch",
+        update_title=cast(str, None),  # no "Updating..." flicker in the tab title
+        suppress_callback_exceptions=True,  # page components come and go with the route
+        serve_locally=True,  # no CDN: observatory networks are often offline
+        compress=False,
+    )
+    app.layout = html.Div(
+        [
+            dcc.Location(id="url", refresh="callback-nav"),
+            nav_bar(__version__),
+            dcc.Loading(html.Main(id="page", className="page"), delay_show=400, type="dot"),
+        ],
+        className="shell",
+    )
+
+    def context() -> ProcessContext:
+        found: ProcessContext = server.state.context
+        return found
+
+    @app.callback(
+        Output("page", "children"),
+        Input("url", "pathname"),
+        Input("url", "search"),
+    )
+    async def route(pathname: str | None, search: str | None) -> Component | list[Component]:
+        return await render_page(context(), pathname or PREFIX, search)
+
+    for args, kwargs, function in CALLBACKS:
+        app.callback(*args, **kwargs)(_with_context(function, context))
+
+    # Paths under the prefix are pages: the app's HTML (the router draws the page).  Dash's
+    # FastAPI backend would add a catch-all of *every* path at startup (an unknown
+    # /api/v1/... would answer 200 with the page): this one, under the prefix, replaces it.
+    setattr(app.backend, "_setup_catchall", lambda: None)  # noqa: B010 (not in its type)
+
+    async def index(request: Request) -> HTMLResponse:
+        token = set_current_request(request)  # Dash's index() reads the request from here
+        try:
+            return HTMLResponse(app.index())
+        finally:
+            reset_current_request(token)
+
+    server.add_api_route(PREFIX + "{path:path}", index, methods=["GET"], include_in_schema=False)
+
+    async def root() -> RedirectResponse:
+        return RedirectResponse(PREFIX, status_code=307)
+
+    server.add_api_route("/", root, methods=["GET"], include_in_schema=False)
+    server.add_middleware(DashboardHeaders, csp=_CSP.format(hashes=" ".join(app.csp_hashes())))
+    return app
+
+
+def _with_context(
+    function: Callable[..., Awaitable[Any]], context: Callable[[], ProcessContext]
+) -> Callable[..., Awaitable[Any]]:
+    async def bound(*args: Any) -> Any:
+        return await function(context(), *args)
+
+    bound.__name__ = function.__name__
+    bound.__qualname__ = function.__qualname__
+    return bound
+
+
+async def render_page(
+    context: ProcessContext, pathname: str, search: str | None
+) -> Component | list[Component]:
+    """The page for a URL; a missing thing or a bad parameter is a message, not a crash."""
+    found = match(pathname)
+    if found is None:
+        return empty_state(
+            "No such page", f"Nothing lives at {pathname}.", link=(PREFIX, "Go to the overview")
+        )
+    page, params = found
+    request = PageRequest(context, params, parse_query(search))
+    try:
+        return await page.render(request)
+    except SpecwatchError as error:  # not found, invalid input: the reader can act on it
+        return empty_state(page.title, str(error), link=(PREFIX, "Go to the overview"))
+    except Exception:
+        log.exception("dashboard page failed", page=page.name, path=pathname)
+        return empty_state(page.title, "This page failed to draw; the error is logged.")
+
+
+class DashboardHeaders:
+    """Security headers on dashboard responses, and a bound on callback bodies (Dash's
+    middleware reads a callback's JSON body before any route sees it)."""
+
+    def __init__(self, app: ASGIApp, *, csp: str, max_body_bytes: int = 1_000_000) -> None:
+        self.app = app
+        self.csp = csp.encode()
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (
+            scope["path"].startswith(PREFIX) or scope["path"] == "/"
+        ):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+            if not declared.isdigit() or int(declared) > self.max_body_bytes:
+                await _refuse(send, 413 if declared.isdigit() else 411)
+                return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"content-security-policy", self.csp),
+                    (b"x-frame-options", b"DENY"),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _refuse(send: Send, status: int) -> None:
+    body = b"callback bodies need a Content-Length of at most 1 MB"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

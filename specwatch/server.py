@@ -1,0 +1,17 @@
+"""The process ``specwatch serve`` runs: the API with the dashboard on the same server."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from specwatch.api.app import create_app
+from specwatch.config import Settings
+from specwatch.dashboard.app import create_dashboard
+
+
+def create_server(settings: Settings | None = None) -> FastAPI:
+    """The API (``/api/v1``, ``/docs``, ``/healthz``) and the dashboard (``/dashboard/``,
+    where ``/`` leads)."""
+    app = create_app(settings)
+    create_dashboard(app)
+    return app
