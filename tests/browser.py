@@ -109,7 +109,7 @@ class Browser:
         """Console errors since the last call (the log is drained by reading it)."""
         return [
             entry["message"]
-            for entry in self.driver.get_log("browser")  # type: ignore[no-untyped-call]
+            for entry in self.driver.get_log("browser")
             if entry["level"] == "SEVERE"
         ]
 
