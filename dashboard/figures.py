@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+
+from specwatch.metrics.formatting import format_quantity
 
 LEVEL_COLOURS = {"minimum": "#d62728", "design": "#ff7f0e", "stretch": "#2ca02c", None: "#7f7f7f"}
 
@@ -51,7 +54,9 @@ def trend_figure(
         figure.add_hline(
             y=spec.threshold,
             line={"color": LEVEL_COLOURS.get(spec.level, "#7f7f7f"), "dash": "dash", "width": 1},
-            annotation_text=f"{spec.level or spec.name} {spec.operator} {spec.threshold:g}",
+            annotation_text=html.escape(
+                f"{spec.level or spec.name} {spec.operator} {format_quantity(spec.threshold, unit)}"
+            ),
             annotation_position="top left",
         )
     for change in changes:
@@ -61,12 +66,12 @@ def trend_figure(
             x=change.time,
             y=1,
             yref="paper",
-            text=change.label,
+            text=html.escape(change.label),
             showarrow=False,
             font={"color": colour, "size": 10},
         )
     figure.update_layout(
-        title=title,
+        title=html.escape(title),
         height=height,
         margin={"l": 50, "r": 20, "t": 40, "b": 30},
         yaxis_title=unit or "value",
