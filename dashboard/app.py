@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -140,8 +142,9 @@ async def render_page(
 
 
 class DashboardHeaders:
-    """Security headers on dashboard responses, and a bound on callback bodies (Dash's
-    middleware reads a callback's JSON body before any route sees it)."""
+    """Security headers on dashboard responses, a bound on callback bodies (Dash's middleware
+    reads a callback's JSON body before any route sees it), and a ``Server-Timing`` header on
+    each callback naming its output (the browser's devtools and the speed benchmark read it)."""
 
     def __init__(self, app: ASGIApp, *, csp: str, max_body_bytes: int = 1_000_000) -> None:
         self.app = app
@@ -154,22 +157,42 @@ class DashboardHeaders:
         ):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        output = b""
         if scope["method"] == "POST":
             declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
             if not declared.isdigit() or int(declared) > self.max_body_bytes:
                 await _refuse(send, 413 if declared.isdigit() else 411)
                 return
 
+        async def receive_noting_output() -> Message:
+            nonlocal output
+            message = await receive()
+            if not output and message["type"] == "http.request":
+                found = _OUTPUT.search(message.get("body", b"")[:4096])
+                output = found.group(1)[:80] if found else b"-"
+            return message
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [
+                headers = [
                     *message.get("headers", []),
                     (b"content-security-policy", self.csp),
                     (b"x-frame-options", b"DENY"),
                 ]
+                if output:
+                    took = (time.perf_counter() - started) * 1000
+                    headers.append(
+                        (b"server-timing", b'callback;desc="%s";dur=%.1f' % (output, took))
+                    )
+                message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        await self.app(scope, receive_noting_output, with_headers)
+
+
+# The output a callback request is for: ids and properties only (letters, digits, . _ - :).
+_OUTPUT = re.compile(rb'"output"\s*:\s*"([A-Za-z0-9._:\-]+)"')
 
 
 async def _refuse(send: Send, status: int) -> None:
