@@ -96,6 +96,10 @@ def create_dashboard(server: FastAPI) -> Dash:
     async def index(request: Request) -> HTMLResponse:
         token = set_current_request(request)  # Dash's index() reads the request from here
         try:
+            # Dash's middleware runs its first-request setup (which finds the stylesheets in
+            # assets/) only for the root page and its own routes: a deep link first after a
+            # start would be drawn without them.
+            app._setup_server()
             return HTMLResponse(app.index())
         finally:
             reset_current_request(token)

@@ -59,10 +59,10 @@ def page(name: str, path: str, *, title: str, in_menu: bool = False) -> Callable
     ``<param:path>`` the rest of the path (a metric name may hold dots, never a slash)."""
 
     def pattern_of(path: str) -> re.Pattern[str]:
-        regex = re.escape(path)
-        regex = re.sub(r"<(\w+):path>", r"(?P<\1>.+)", regex)
-        regex = re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", regex)
-        return re.compile(f"^{regex}/?$")
+        def group(found: re.Match[str]) -> str:
+            return f"(?P<{found.group(1)}>{'.+' if found.group(2) else '[^/]+'})"
+
+        return re.compile("^" + re.sub(r"<(\w+)(:path)?>", group, re.escape(path)) + "/?$")
 
     def register(render: Render) -> Render:
         PAGES.append(Page(name, title, pattern_of(path), render, in_menu))

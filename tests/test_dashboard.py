@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import httpx
 from browser import Browser
 from served import ServedSpecwatch
+
+from specwatch.dashboard import app as dashboard_app
+from specwatch.dashboard import registry
+
+dashboard_app._load_pages()  # the page declarations, as the server loads them
 
 
 def test_root_leads_to_the_dashboard_and_api_routes_win(demo_server: ServedSpecwatch) -> None:
@@ -48,3 +56,32 @@ def test_overview_draws_without_console_errors(demo_browser: Browser) -> None:
     demo_browser.open("/dashboard/")
     assert "Overview" in demo_browser.text()
     demo_browser.screenshot("overview")
+
+
+def test_a_deep_link_first_after_a_start_has_its_stylesheets(tmp_path: Path) -> None:
+    server = ServedSpecwatch(tmp_path)
+    server.start()
+    try:
+        page = httpx.get(server.url + "/dashboard/requirements")  # the server's first page
+        assert page.status_code == 200
+        assert 'rel="stylesheet" href="/dashboard/assets/specwatch.css' in page.text
+    finally:
+        server.stop()
+
+
+def test_page_paths_mix_segments_and_a_trailing_path() -> None:
+    async def render(request: registry.PageRequest) -> Any:
+        return None
+
+    registry.page("probe", "probe/<job_id>/<rest:path>", title="Probe")(render)
+    try:
+        found = registry.match("/dashboard/probe/12/a.B/c")
+        assert found is not None and found[0].name == "probe"
+        assert found[1] == {"job_id": "12", "rest": "a.B/c"}
+        assert registry.match("/dashboard/probe/12") is None
+        assert registry.match("/dashboard/probe/1/2/x")[1]["job_id"] == "1"  # type: ignore[index]
+    finally:
+        registry.PAGES[:] = [p for p in registry.PAGES if p.name != "probe"]
+    assert registry.href("metric/a.B", dataset="HSC RC2", overlay=["x|y", "z|w"], pr=None) == (
+        "/dashboard/metric/a.B?dataset=HSC+RC2&overlay=x%7Cy&overlay=z%7Cw"
+    )
