@@ -7,7 +7,6 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from browser import Browser
 from selenium.webdriver.remote.webelement import WebElement
@@ -224,8 +223,6 @@ async def test_a_job_is_compared_with_the_previous_main_build(context: ProcessCo
 @pytest.fixture(scope="module")
 def demo_jobs(demo_server: ServedSpecwatch) -> dict[str, Any]:
     """The newest main build of the demo and the one before it (same dataset), in full."""
-    # Dash registers its assets on its first own request (not on our index route): make one.
-    httpx.get(demo_server.url + "/dashboard/_dash-layout", timeout=10)
     newest = demo_server.get("/api/v1/jobs", branch="main", limit=1).json()["jobs"][0]
     listed = demo_server.get(
         "/api/v1/jobs", branch="main", dataset=newest["dataset"], limit=2

@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from browser import Browser
 from selenium.webdriver.remote.webelement import WebElement
@@ -177,8 +176,6 @@ async def test_the_pr_page_plots_each_regressed_metric(context: ProcessContext) 
 
 @pytest.fixture(scope="module")
 def demo_pr(demo_server: ServedSpecwatch) -> dict[str, Any]:
-    # Dash registers its assets on its first own request (not on our index route): make one.
-    httpx.get(demo_server.url + "/dashboard/_dash-layout", timeout=10)
     compare: dict[str, Any] = demo_server.get("/api/v1/compare", head="pr:1063").json()
     return compare
 

@@ -46,7 +46,9 @@ HOSTILE_JOB: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedSpecwatch, int]]:
+def hostile_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServedSpecwatch, int]]:
     server = ServedSpecwatch(tmp_path_factory.mktemp("hostile"))
     server.start()
     token = server.token("write:jobs", "write:definitions")
