@@ -35,10 +35,13 @@ from .ui import empty_state, nav_bar
 log = structlog.get_logger("specwatch.dashboard")
 
 # What the browser may do on a dashboard page.  Scripts: our own files and the hashes of
-# Dash's inline bootstrap scripts; styles inline (plotly writes <style> elements); no
+# Dash's inline bootstrap scripts, never inline ones; 'unsafe-eval' because plotly's WebGL
+# traces (regl) compile their drawing code with Function() (no page string reaches it: every
+# text is rendered by React as text).  Styles inline (plotly writes <style> elements); no
 # plugins, no framing by other sites, forms and connections to this origin only.
 _CSP = (
-    "default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; "
+    "style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
     "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"

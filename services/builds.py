@@ -1,11 +1,11 @@
-"""Use cases of the dashboard's build pages: one job in its context, one pull request against
-its baseline.
+"""Use cases of the dashboard's build pages: one job in its context, one pull request against its
+baseline.
 
-A job's page shows every measurement with its verdicts (derived from the specifications as
-they are now, as everywhere) and its change against the previous build of ``main`` of the same
-dataset and filter (for a pull request's job, the build of its merge base).  A pull request's page is the comparison of ``CompareService``, with the
-values the small plots of its regressed metrics need: the baseline builds and every build of
-the pull request.
+A job's page shows every measurement with its verdicts (derived from the specifications as they
+are now, as everywhere) and its change against the previous build of ``main`` of the same
+dataset and filter (for a pull request's job, the build of its merge base). A pull request's
+page is the comparison of ``CompareService``, with the values the small plots of its regressed
+metrics need: the baseline builds and every build of the pull request.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .overview import kpm_status
 from .verification import job_verdicts, specs_and_units
 
 if TYPE_CHECKING:  # the context builds the services: no import cycle when it builds this one
-    from .context import ProcessContext
+    pass
 
 MAIN = "main"
 PREVIOUS_BUILDS = 5  # previous main builds read, for a metric the newest one lacks
@@ -258,10 +258,6 @@ class BuildService:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._branch = branch
-
-    @classmethod
-    def of(cls, context: ProcessContext) -> BuildService:
-        return cls(context.sessionmaker)
 
     async def job_page(self, job_id: int) -> JobPage:
         """A job, its verdicts, blobs and packages, and the main build it is compared with:

@@ -17,14 +17,18 @@ from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
 from specwatch.store.series.influxdb import InfluxDBSeriesStore
 
+from .builds import BuildService
 from .compare import CompareService
 from .definitions import DefinitionService
 from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
+from .overview import OverviewService
 from .regressions import DetectionScheduler, RegressionService
 from .report import ReportService
 from .tokens import TokenCache, TokenService
+from .trends import TrendService
+from .triage import TriageService
 from .verification import VerificationService
 
 log = structlog.get_logger("specwatch.context")
@@ -156,3 +160,16 @@ class ProcessContext:
 
     def tokens(self) -> TokenService:
         return TokenService(self.sessionmaker, self.token_cache)
+
+    # The dashboard's views: each reads what one page shows, in one session where it can.
+    def overview(self) -> OverviewService:
+        return OverviewService(self.sessionmaker)
+
+    def trends(self) -> TrendService:
+        return TrendService(self.sessionmaker, self.series)
+
+    def builds(self) -> BuildService:
+        return BuildService(self.sessionmaker)
+
+    def triage(self) -> TriageService:
+        return TriageService(self.tokens(), self.regressions())

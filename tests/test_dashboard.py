@@ -35,7 +35,7 @@ def test_pages_carry_security_headers(demo_server: ServedSpecwatch) -> None:
     csp = page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
     assert (
-        "script-src 'self' 'sha256-" in csp
+        "script-src 'self' 'unsafe-eval' 'sha256-" in csp
         and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     )
     assert page.headers["x-frame-options"] == "DENY"

@@ -36,7 +36,7 @@ from specwatch.metrics.limits import INT64_MAX
 from specwatch.metrics.model import JobContext
 from specwatch.metrics.records import StoredJob
 from specwatch.metrics.verification import Status, Verdict
-from specwatch.services.builds import BuildService, JobPage, MeasurementRow, PackageVersion
+from specwatch.services.builds import JobPage, MeasurementRow, PackageVersion
 
 _ID = re.compile(r"^[0-9]{1,19}$")
 _OPERATORS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
@@ -61,7 +61,7 @@ def parse_job_id(text: str) -> int:
 @page("job", "job/<job_id>", title="Job")
 async def render(request: PageRequest) -> Component:
     job_id = parse_job_id(request.params["job_id"])
-    view = await BuildService.of(request.context).job_page(job_id)
+    view = await request.context.builds().job_page(job_id)
     job = view.job
     context = job.context
     where = " · ".join(t for t in (context.dataset, context.instrument, context.filter) if t)

@@ -23,7 +23,7 @@ from specwatch.dashboard.ui import STATUS_CLASSES, metric_href, page_header, qua
 from specwatch.metrics.formatting import format_age, format_number, format_utc
 from specwatch.metrics.verification import Verdict
 from specwatch.services.context import ProcessContext
-from specwatch.services.overview import FAILING, KpmRow, Overview, OverviewService
+from specwatch.services.overview import FAILING, KpmRow, Overview
 
 NO_DATASET = "(none)"  # the query-string value of jobs without a dataset
 DESCRIPTION_CHARS = 90
@@ -280,7 +280,7 @@ def no_builds(branch: str) -> Component:
 async def overview(request: PageRequest) -> Component:
     branch = request.arg("branch", "main")
     wanted = request.arg("dataset")
-    found = await OverviewService(request.context.sessionmaker).overview(
+    found = await request.context.overview().overview(
         branch=branch,
         dataset=dataset_of(wanted) if wanted else None,
         instrument=request.arg("instrument") or None,

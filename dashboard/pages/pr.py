@@ -35,7 +35,7 @@ from specwatch.exceptions import InvalidInputError, NotFoundError
 from specwatch.metrics.compare import Outcome
 from specwatch.metrics.formatting import format_number
 from specwatch.metrics.records import StoredJob
-from specwatch.services.builds import BuildService, PullRequestPage, RegressionPlot
+from specwatch.services.builds import PullRequestPage, RegressionPlot
 from specwatch.services.compare import MetricComparison
 from specwatch.services.context import ProcessContext
 
@@ -74,7 +74,7 @@ async def render(request: PageRequest) -> Component:
     number = parse_number(request.params["number"])
     base = request.arg("base", "auto").strip() or "auto"
     try:
-        view = await BuildService.of(request.context).pull_request_page(number, base)
+        view = await request.context.builds().pull_request_page(number, base)
     except NotFoundError as error:
         if error.location == ["query", "head"]:
             return _no_builds(number)

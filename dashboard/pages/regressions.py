@@ -36,7 +36,7 @@ from specwatch.exceptions import SpecwatchError
 from specwatch.metrics.formatting import format_number
 from specwatch.metrics.records import ChangeFilter, ChangeRecord
 from specwatch.services.context import ProcessContext
-from specwatch.services.triage import MAX_NOTE_CHARS, TriageService
+from specwatch.services.triage import MAX_NOTE_CHARS
 
 log = structlog.get_logger("specwatch.dashboard")
 
@@ -396,7 +396,7 @@ async def triage(
         ),
         "",
     )
-    service = TriageService(context.tokens(), context.regressions())
+    service = context.triage()
     try:
         if trigger["type"] == "regressions-accept":
             change = await service.accept(token, change_id, note)

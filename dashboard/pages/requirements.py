@@ -38,7 +38,6 @@ from specwatch.metrics.requirements import LevelCounts, RequirementStatus
 from specwatch.services.context import ProcessContext
 from specwatch.services.overview import (
     BUILDS,
-    OverviewService,
     RequirementDetail,
     RequirementTrends,
     SpecCheck,
@@ -282,7 +281,7 @@ def _subtitle(status: BuildStatus, dataset: str | None, branch: str) -> list[Com
 @page("requirements", "requirements", title="Requirements", in_menu=True)
 async def requirements(request: PageRequest) -> Component:
     branch = request.arg("branch", "main")
-    service = OverviewService(request.context.sessionmaker)
+    service = request.context.overview()
     datasets = await service.datasets(branch=branch)
     wanted = request.arg("dataset")
     default = datasets[0].name if datasets else None
