@@ -8,7 +8,7 @@ it with ``specwatch serve`` and, per run, in a new browser tab each time:
 - metric page: from navigation start until the plot holds all 20,000 points and nothing loads;
 - overview: from navigation start until the table lists the 200 series;
 - the reference, in the same browser and run: plotly alone drawing the same 20,000 points
-  (``plotly.graph_objects`` written as a standalone HTML page with plotly.js inlined: the floor
+  (``plotly.graph_objects`` written as a standalone HTML page loading plotly.js: the floor
   any plotly dashboard stands on), and the ratio of the metric page to it.
 
 The server time of every callback comes from its ``Server-Timing`` header (the dashboard writes
@@ -191,7 +191,8 @@ def _reference_page(folder: Path) -> Path:
         )
     )
     target = folder / "reference.html"
-    figure.write_html(target, include_plotlyjs=True, full_html=True, div_id="reference")
+    # plotly.js as a file beside the page (cached like the dashboard's), not inlined in it.
+    figure.write_html(target, include_plotlyjs="directory", full_html=True, div_id="reference")
     return target
 
 

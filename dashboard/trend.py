@@ -164,6 +164,9 @@ def _trace(
         line={"color": colour, "width": 1.5},
         marker={"color": colour, "size": size, "symbol": symbol},
         hovertemplate=_template(unit, axis.mode, safe_name),
+        # Built here from arrays of known types: plotly's per-element validation of 20,000
+        # texts and job ids took most of the page's server time.
+        _validate=False,
     )
 
 
