@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import plotly.graph_objects as go
 from selenium import webdriver
@@ -180,18 +181,24 @@ def _time_page(driver: webdriver.Chrome, url: str, drawn: str) -> tuple[float, l
 
 
 def _reference_page(folder: Path) -> Path:
-    """Plotly alone: the same number of points as one Scattergl trace, plotly.js inlined."""
-    rng = random.Random(1)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
+    """Plotly alone drawing what the metric page draws, shaped as the page sends it: one
+    Scattergl trace of 20,000 builds, x in UTC milliseconds on a date axis, y and the job ids
+    as arrays, a hover text per build; plotly.js a file beside the page (cached, like the
+    dashboard's), not inlined in it."""
+    rng = np.random.default_rng(1)
+    start_ms = datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000
     figure = go.Figure(
         go.Scattergl(
-            x=[start + timedelta(minutes=30 * i) for i in range(N_POINTS)],
-            y=[8 + rng.gauss(0, 0.2) for _ in range(N_POINTS)],
+            x=start_ms + np.arange(N_POINTS) * 1_800_000.0,
+            y=8 + rng.normal(0, 0.2, N_POINTS),
+            customdata=list(range(1, N_POINTS + 1)),
+            text=[f"commit {i:010x}<br>CI build {i}" for i in range(N_POINTS)],
             mode="lines+markers",
-        )
+            hovertemplate="%{y} mmag<br>%{text}<br>job %{customdata}",
+        ),
+        layout={"xaxis": {"type": "date"}, "height": 460},
     )
     target = folder / "reference.html"
-    # plotly.js as a file beside the page (cached like the dashboard's), not inlined in it.
     figure.write_html(target, include_plotlyjs="directory", full_html=True, div_id="reference")
     return target
 
