@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,21 @@ class Browser:
 
     def script(self, source: str, *args: Any) -> Any:
         return self.driver.execute_script(source, *args)
+
+    def choose(self, dropdown: str, option: str) -> None:
+        """Pick an option of a dcc.Dropdown (a CSS selector) as a person does: open it, click
+        the option (Dash 4 draws the options in a popover outside the dropdown's element)."""
+        self.find(dropdown).click()
+        self.wait_until(
+            lambda: [o for o in self.find_all(".dash-dropdown-option") if o.text.strip() == option],
+            what=f"option {option} of {dropdown}",
+        )[0].click()
+
+    @contextmanager
+    def watching(self, base_url: str) -> Iterator[Browser]:
+        """Pointed at ``base_url``; fails on any console error while in use."""
+        self.base_url = base_url
+        self.console_errors()  # drain what earlier tests left
+        yield self
+        errors = self.console_errors()
+        assert not errors, f"console errors: {errors}"

@@ -206,10 +206,10 @@ def browser() -> Iterator[Browser]:
         window.close()
 
 
-@pytest.fixture(scope="session")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSpecwatch]:
+@contextmanager
+def served_demo(folder: Path) -> Iterator[ServedSpecwatch]:
     """``specwatch serve`` (uvicorn) on a SQLite file holding the demo history."""
-    server = ServedSpecwatch(tmp_path_factory.mktemp("demo-server"))
+    server = ServedSpecwatch(folder)
     server.cli("demo")
     server.start()
     try:
@@ -218,11 +218,15 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSpec
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSpecwatch]:
+    """The demo, served once for the session: tests that change data serve their own."""
+    with served_demo(tmp_path_factory.mktemp("demo-server")) as server:
+        yield server
+
+
 @pytest.fixture
 def demo_browser(browser: Browser, demo_server: ServedSpecwatch) -> Iterator[Browser]:
     """The browser pointed at the demo server; a test fails on any console error."""
-    browser.base_url = demo_server.url
-    browser.console_errors()  # drain what earlier tests left
-    yield browser
-    errors = browser.console_errors()
-    assert not errors, f"console errors: {errors}"
+    with browser.watching(demo_server.url) as watching:
+        yield watching

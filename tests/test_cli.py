@@ -181,11 +181,15 @@ def test_serve_answers_until_stopped(env: dict[str, str]) -> None:
         assert health.status_code == 200
         assert health.json()["series_store"] == "embedded"
         assert health.headers["x-request-id"]
+        # The same process serves the dashboard, where / leads.
+        root = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=10)
+        assert root.status_code == 200 and str(root.url).endswith("/dashboard/")
+        assert "_dash-config" in root.text
     finally:
         server.send_signal(signal.SIGINT)
         output = server.communicate(timeout=30)[0].decode()
     assert server.returncode == 0, output
-    assert f"http://127.0.0.1:{port}/api/v1/metrics" in output
+    assert f"http://127.0.0.1:{port}/dashboard/" in output
 
 
 def test_requirements_import_and_report(env: dict[str, str], tmp_path: Path) -> None:

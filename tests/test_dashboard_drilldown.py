@@ -273,15 +273,6 @@ def plot(browser: Browser, css: str) -> Any:
     )
 
 
-def choose(browser: Browser, dropdown: str, option: str) -> None:
-    """Pick ``option`` in a dcc.Dropdown as a person does: open it, click the option."""
-    browser.find(dropdown).click()
-    browser.wait_until(
-        lambda: [o for o in browser.find_all(".dash-dropdown-option") if o.text.strip() == option],
-        what=f"option {option}",
-    )[0].click()
-
-
 def test_pa1_drilldown_draws_rms_vs_magnitude_and_the_generic_view(
     demo_browser: Browser, demo_server: ServedSpecwatch
 ) -> None:
@@ -321,7 +312,7 @@ def test_choosing_the_scatter_arrays_writes_the_url_which_restores_them(
     job = job_with_blobs(demo_server, "validate_drp.PA1")
     demo_browser.open(f"/dashboard/drilldown/{job['id']}/validate_drp.PA1")
     plot(demo_browser, "#drilldown-scatter")
-    choose(demo_browser, "#drilldown-y", "magMean")
+    demo_browser.choose("#drilldown-y", "magMean")
     demo_browser.wait_until(lambda: "y=magMean" in demo_browser.path(), what="the URL")
     query = parse_qs(urlparse(demo_browser.path()).query)
     assert query == {"blob": ["validate_drp.PA1"], "x": ["magMean"], "y": ["magMean"]}

@@ -43,10 +43,8 @@ def lsst_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
 
 @pytest.fixture
 def lsst_browser(browser: Browser, lsst_server: tuple[ServedSpecwatch, int]) -> Iterator[Browser]:
-    browser.base_url = lsst_server[0].url
-    browser.console_errors()
-    yield browser
-    assert browser.console_errors() == []
+    with browser.watching(lsst_server[0].url) as watching:
+        yield watching
 
 
 def test_the_job_page_shows_the_real_measurements_with_units_and_verdicts(

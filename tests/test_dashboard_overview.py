@@ -306,17 +306,6 @@ def _rows(browser: Browser) -> dict[str, str]:
     return rows
 
 
-def choose(browser: Browser, dropdown: str, option: str) -> None:
-    """Pick an option of a dcc.Dropdown as a person does: open it, click the option (Dash 4
-    draws the options in a popover outside the dropdown's element)."""
-    browser.find(f"#{dropdown}").click()
-    found = browser.wait_until(
-        lambda: [o for o in browser.find_all(".dash-dropdown-option") if o.text == option],
-        what=f"option {option} of {dropdown}",
-    )
-    found[0].click()
-
-
 def test_overview_lists_the_kpms_with_units_and_statuses(demo_browser: Browser) -> None:
     demo_browser.open("/dashboard/")
     rows = _rows(demo_browser)
@@ -357,7 +346,7 @@ def test_overview_lists_the_kpms_with_units_and_statuses(demo_browser: Browser) 
 def test_switching_dataset_and_tag_rewrites_the_url_and_the_rows(demo_browser: Browser) -> None:
     demo_browser.open("/dashboard/")
     hsc = _rows(demo_browser)
-    choose(demo_browser, "overview-dataset", "CI-HiTS")
+    demo_browser.choose("#overview-dataset", "CI-HiTS")
     demo_browser.wait_until(lambda: "dataset=CI-HiTS" in demo_browser.path(), what="the URL")
     demo_browser.wait_until(lambda: "builds of CI-HiTS" in demo_browser.text(), what="redraw")
     demo_browser.wait_drawn()
@@ -367,7 +356,7 @@ def test_switching_dataset_and_tag_rewrites_the_url_and_the_rows(demo_browser: B
     # CI-HiTS' own regression leads: validate_drp.AM1 stepped up (worse) at build 205.
     assert "validate_drp.AM1" in list(hits)[:4]
     assert "Instrument / filter" not in demo_browser.text("#overview-table thead")  # one only
-    choose(demo_browser, "overview-tag", "astrometry")
+    demo_browser.choose("#overview-tag", "astrometry")
     demo_browser.wait_until(lambda: "tag=astrometry" in demo_browser.path(), what="the URL")
     demo_browser.wait_until(lambda: len(_rows(demo_browser)) < len(hits), what="fewer rows")
     demo_browser.wait_drawn()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from api_helpers import new_token
 from browser import Browser
+from conftest import served_demo
 from fastapi import FastAPI
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -89,14 +90,6 @@ def api_changes(server: ServedSpecwatch, **params: str) -> list[dict[str, Any]]:
     return changes
 
 
-def choose(browser: Browser, dropdown: str, option: str) -> None:
-    browser.find(dropdown).click()
-    browser.wait_until(
-        lambda: [o for o in browser.find_all(".dash-dropdown-option") if o.text.strip() == option],
-        what=f"option {option}",
-    )[0].click()
-
-
 def test_the_page_lists_open_worse_changes_newest_first(
     demo_browser: Browser, demo_server: ServedSpecwatch
 ) -> None:
@@ -138,14 +131,14 @@ def test_filters_write_the_url_and_narrow_the_table(
     demo_browser: Browser, demo_server: ServedSpecwatch
 ) -> None:
     demo_browser.open("/dashboard/regressions")
-    choose(demo_browser, "#regressions-dataset", "CI-HiTS")
+    demo_browser.choose("#regressions-dataset", "CI-HiTS")
     demo_browser.wait_until(lambda: "dataset=CI-HiTS" in demo_browser.path(), what="the URL")
     demo_browser.wait_drawn()
     expected = api_changes(demo_server, dataset="CI-HiTS")
     demo_browser.wait_until(lambda: len(rows(demo_browser)) == len(expected), what="the rows")
     assert all("CI-HiTS" in row.text for row in rows(demo_browser))
 
-    choose(demo_browser, "#regressions-verdict", "better")
+    demo_browser.choose("#regressions-verdict", "better")
     demo_browser.wait_until(lambda: "verdict=better" in demo_browser.path(), what="the URL")
     demo_browser.wait_drawn()
     better = api_changes(demo_server, dataset="CI-HiTS", verdict="better")
@@ -168,22 +161,14 @@ def test_filters_write_the_url_and_narrow_the_table(
 
 @pytest.fixture(scope="module")
 def triage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSpecwatch]:
-    server = ServedSpecwatch(tmp_path_factory.mktemp("triage-server"))
-    server.cli("demo")
-    server.start()
-    try:
+    with served_demo(tmp_path_factory.mktemp("triage-server")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def triage_browser(browser: Browser, triage_server: ServedSpecwatch) -> Iterator[Browser]:
-    browser.base_url = triage_server.url
-    browser.console_errors()
-    yield browser
-    errors = browser.console_errors()
-    assert not errors, f"console errors: {errors}"
+    with browser.watching(triage_server.url) as watching:
+        yield watching
 
 
 def row_of(browser: Browser, change: dict[str, Any]) -> WebElement:

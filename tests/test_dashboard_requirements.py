@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from browser import Browser
-from test_dashboard_overview import START, N, choose, noise, post_overview_history
+from test_dashboard_overview import START, N, noise, post_overview_history
 
 from specwatch.dashboard.pages.overview import overview
 from specwatch.dashboard.pages.requirements import (
@@ -164,7 +164,7 @@ def test_requirements_page_shows_the_vcd_and_drills_in(demo_browser: Browser) ->
     assert link.endswith("/dashboard/metric/validate_drp.PA1?dataset=HSC-RC2&filter=HSC-I")
     demo_browser.screenshot("requirements-drill-in")
     # Another dataset: the URL says so, the drill-in stays, the statuses change.
-    choose(demo_browser, "requirements-dataset", "CI-HiTS")
+    demo_browser.choose("#requirements-dataset", "CI-HiTS")
     demo_browser.wait_until(lambda: "dataset=CI-HiTS" in demo_browser.path(), what="the URL")
     demo_browser.wait_until(lambda: "CI-HiTS" in demo_browser.text(".page-header"), what="redraw")
     demo_browser.wait_drawn()
