@@ -98,10 +98,18 @@ def parse_query(search: str | None) -> dict[str, list[str]]:
     return parse_qs((search or "").lstrip("?"), keep_blank_values=False)
 
 
-def href(path: str, **query: str | int | list[str] | None) -> str:
-    """A dashboard URL: ``PREFIX + path`` and the non-empty query parameters."""
+QueryValue = str | int | list[str] | None
+
+
+def query_string(query: Mapping[str, QueryValue]) -> str:
+    """A query string (``?a=1&b=x``, or ``""``) of the non-empty parameters, in order."""
     pairs: list[tuple[str, str]] = []
     for key, value in query.items():
         values = value if isinstance(value, list) else [value]
         pairs += [(key, str(v)) for v in values if v not in (None, "")]
-    return PREFIX + path.lstrip("/") + (f"?{urlencode(pairs)}" if pairs else "")
+    return f"?{urlencode(pairs)}" if pairs else ""
+
+
+def href(path: str, **query: QueryValue) -> str:
+    """A dashboard URL: ``PREFIX + path`` and the non-empty query parameters."""
+    return PREFIX + path.lstrip("/") + query_string(query)

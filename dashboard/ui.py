@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlparse
 
 from dash import dcc, html
@@ -135,6 +136,31 @@ def job_href(job_id: int) -> str:
 
 def pr_href(number: int) -> str:
     return href(f"pr/{number}")
+
+
+def dropdown(
+    label: str,
+    id: str,
+    options: Sequence[str] | Sequence[dict[str, str]],
+    value: str | None,
+    *,
+    clearable: bool = True,
+    disabled: bool = False,
+    placeholder: str = "",
+    class_name: str = "filter",
+) -> Component:
+    """A labelled ``dcc.Dropdown`` of a filter bar (options as values or label/value dicts)."""
+    choices = [o if isinstance(o, dict) else {"label": o, "value": o} for o in options]
+    extra: dict[str, Any] = {"placeholder": placeholder} if placeholder else {}
+    control = dcc.Dropdown(
+        id=id,
+        options=choices,
+        value=value,
+        clearable=clearable,
+        disabled=disabled,
+        **extra,
+    )
+    return html.Div([html.Label(label, htmlFor=id), control], className=class_name)
 
 
 def table(

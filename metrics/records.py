@@ -106,3 +106,31 @@ class ChangeFilter:
     status: str | None = None
     verdicts: tuple[str, ...] = ()
     since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PackageVersion:
+    """One entry of a job's ``meta.packages``: dispatch_verify's keys (``eups_version``,
+    ``git_sha``, ``git_url``), the collector's (``version`` too) or a bare version."""
+
+    name: str
+    version: str | None
+    sha: str | None
+    url: str | None  # the package's repository, as sent (pages link only http(s) ones)
+
+
+def package_version(name: object, entry: Any) -> PackageVersion:
+    """Read one ``meta.packages`` entry: ``version``, else ``eups_version``; ``git_sha``
+    (``sha``, ``commit``); ``git_url`` (``url``, ``repository``)."""
+
+    def text(value: Any) -> str | None:
+        return str(value) if value not in (None, "") else None
+
+    if not isinstance(entry, Mapping):
+        return PackageVersion(str(name), text(entry), None, None)
+    return PackageVersion(
+        str(name),
+        text(entry.get("version")) or text(entry.get("eups_version")),
+        text(entry.get("git_sha") or entry.get("sha") or entry.get("commit")),
+        text(entry.get("git_url") or entry.get("url") or entry.get("repository")),
+    )

@@ -22,7 +22,7 @@ from specwatch.exceptions import InvalidInputError, NotFoundError
 from specwatch.metrics.compare import Outcome
 from specwatch.metrics.limits import INT32_MAX
 from specwatch.metrics.model import Direction, Level, Measurement, Metric
-from specwatch.metrics.records import StoredJob
+from specwatch.metrics.records import PackageVersion, StoredJob, package_version
 from specwatch.metrics.verification import Verdict, highest_level
 from specwatch.store.build_queries import blob_identifiers, pull_request_jobs
 from specwatch.store.definitions import DefinitionStore
@@ -61,37 +61,12 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-@dataclass(frozen=True, slots=True)
-class PackageVersion:
-    """One entry of a job's ``meta.packages``."""
-
-    name: str
-    version: str | None
-    sha: str | None
-    url: str | None  # the package's repository (as sent: the page links only http(s) ones)
-
-
 def package_versions(packages: Mapping[str, Any] | None) -> list[PackageVersion]:
     """``meta.packages`` (name → dispatch_verify's entry, or a bare version) by name, at most
     ``MAX_PACKAGES``."""
 
-    def text(value: Any) -> str | None:
-        return str(value) if value not in (None, "") else None
-
-    found: list[PackageVersion] = []
-    for name, entry in sorted((packages or {}).items(), key=lambda item: str(item[0])):
-        if len(found) == MAX_PACKAGES:
-            break
-        if isinstance(entry, Mapping):
-            version = text(entry.get("version")) or text(entry.get("eups_version"))
-            found.append(
-                PackageVersion(
-                    str(name), version, text(entry.get("git_sha")), text(entry.get("git_url"))
-                )
-            )
-        else:
-            found.append(PackageVersion(str(name), text(entry), None, None))
-    return found
+    names = sorted((packages or {}).items(), key=lambda item: str(item[0]))[:MAX_PACKAGES]
+    return [package_version(name, entry) for name, entry in names]
 
 
 @dataclass(frozen=True, slots=True)

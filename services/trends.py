@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import InvalidInputError, NotFoundError, UnitConversionError
 from specwatch.metrics.model import Metric, Specification, split_metric_name
-from specwatch.metrics.records import ChangeFilter, ChangeRecord, StoredJob
+from specwatch.metrics.records import ChangeFilter, ChangeRecord, StoredJob, package_version
 from specwatch.metrics.verification import query_matches, threshold_in
 from specwatch.store.changes import ChangeStore
 from specwatch.store.definitions import DefinitionStore
@@ -576,14 +576,10 @@ def commit_url(repository: str | None, sha: str | None) -> str | None:
     return None
 
 
-def _package_fields(entry: Any) -> tuple[str | None, str | None, str | None]:
+def _package_fields(name: str, entry: Any) -> tuple[str | None, str | None, str | None]:
     """(version, sha, repository URL) of a ``meta.packages`` entry."""
-    if not isinstance(entry, Mapping):
-        return _text(entry), None, None
-    version = _text(entry.get("eups_version") or entry.get("version"))
-    sha = _text(entry.get("git_sha") or entry.get("sha") or entry.get("commit"))
-    url = _text(entry.get("git_url") or entry.get("url") or entry.get("repository"))
-    return version, sha, url
+    found = package_version(name, entry)
+    return _text(found.version), _text(found.sha), _text(found.url)
 
 
 def package_changes(
@@ -594,8 +590,8 @@ def package_changes(
     found: list[PackageChange] = []
     unchanged = 0
     for name in sorted(set(before) | set(after)):
-        old = _package_fields(before[name]) if name in before else None
-        new = _package_fields(after[name]) if name in after else None
+        old = _package_fields(name, before[name]) if name in before else None
+        new = _package_fields(name, after[name]) if name in after else None
         if old is not None and new is not None:
             if old[:2] == new[:2]:
                 unchanged += 1

@@ -114,10 +114,19 @@ class Browser:
             if entry["level"] == "SEVERE"
         ]
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, full_page: bool = False, max_height: int = 3200) -> Path:
+        """The window (or the whole page, up to ``max_height`` px) as ``<name>.png``."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         target = SCREENSHOTS / f"{name}.png"
-        self.driver.save_screenshot(str(target))
+        width, height = self.driver.get_window_size().values()
+        if full_page:
+            page = self.script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(width, min(max(page + 140, height), max_height))
+        try:
+            self.driver.save_screenshot(str(target))
+        finally:
+            if full_page:
+                self.driver.set_window_size(width, height)
         return target
 
     def script(self, source: str, *args: Any) -> Any:

@@ -16,7 +16,8 @@ from specwatch.dashboard.pages.job import commit_url, parse_job_id
 from specwatch.exceptions import InvalidInputError, NotFoundError
 from specwatch.metrics.formatting import format_number
 from specwatch.metrics.model import Direction
-from specwatch.services.builds import BuildService, PackageVersion, change_of, package_versions
+from specwatch.metrics.records import PackageVersion
+from specwatch.services.builds import BuildService, change_of, package_versions
 from specwatch.services.context import ProcessContext
 
 
@@ -235,17 +236,6 @@ def demo_jobs(demo_server: ServedSpecwatch) -> dict[str, Any]:
     }
 
 
-def full_page_screenshot(browser: Browser, name: str, max_height: int = 3200) -> None:
-    """The whole page (up to ``max_height`` px), then the window as it was."""
-    width, height = browser.driver.get_window_size().values()
-    page = browser.script("return document.documentElement.scrollHeight")
-    browser.driver.set_window_size(width, min(max(page + 140, height), max_height))
-    try:
-        browser.screenshot(name)
-    finally:
-        browser.driver.set_window_size(width, height)
-
-
 def _value(job: dict[str, Any], metric: str) -> float:
     found: float = next(m["value"] for m in job["measurements"] if m["metric"] == metric)
     return found
@@ -300,7 +290,7 @@ def test_a_job_page_shows_context_measurements_verdicts_and_the_change(
     assert format_number(_value(job, "pipe_tasks.processCcd_maxRSS")) + " MB" in memory
     metric_link = rows["validate_drp.AM1"].find_element("css selector", "a.job-metric")
     assert "/dashboard/metric/validate_drp.AM1?dataset=" in attr(metric_link, "href")
-    full_page_screenshot(demo_browser, "job")
+    demo_browser.screenshot("job", full_page=True)
 
 
 def test_the_pr_link_of_a_pr_job_opens_the_pr_page(

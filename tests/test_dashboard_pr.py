@@ -180,17 +180,6 @@ def demo_pr(demo_server: ServedSpecwatch) -> dict[str, Any]:
     return compare
 
 
-def full_page_screenshot(browser: Browser, name: str, max_height: int = 3200) -> None:
-    """The whole page (up to ``max_height`` px), then the window as it was."""
-    width, height = browser.driver.get_window_size().values()
-    page = browser.script("return document.documentElement.scrollHeight")
-    browser.driver.set_window_size(width, min(max(page + 140, height), max_height))
-    try:
-        browser.screenshot(name)
-    finally:
-        browser.driver.set_window_size(width, height)
-
-
 def test_the_demo_pr_shows_its_regression_first_with_a_plot(
     demo_browser: Browser, demo_pr: dict[str, Any]
 ) -> None:
@@ -226,7 +215,7 @@ def test_the_demo_pr_shows_its_regression_first_with_a_plot(
     assert "main builds up to merge base" in demo_browser.text(".pr-summary")
     # The rest (within noise) is folded away.
     assert not demo_browser.find("#pr-table-quiet").is_displayed()
-    full_page_screenshot(demo_browser, "pr")
+    demo_browser.screenshot("pr", full_page=True)
 
 
 def test_a_click_on_a_plotted_build_opens_its_job(demo_browser: Browser) -> None:

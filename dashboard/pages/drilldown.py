@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import anyio
 import plotly.graph_objects as go
@@ -30,8 +30,9 @@ from specwatch.dashboard.blob_figures import (
     verification_figures,
 )
 from specwatch.dashboard.figures import SpecLine
-from specwatch.dashboard.registry import PageRequest, callback, href, page
+from specwatch.dashboard.registry import PageRequest, callback, href, page, query_string
 from specwatch.dashboard.ui import (
+    dropdown,
     empty_state,
     hint,
     job_href,
@@ -299,9 +300,30 @@ def _generic(views: _Views) -> Component:
     ]
     controls = html.Div(
         [
-            _control("Blob", "drilldown-blob", blob_options, views.choice, "filter wide"),
-            _control("x", "drilldown-x", _options(arrays), views.x, "filter", len(arrays) < 2),
-            _control("y", "drilldown-y", _options(arrays), views.y, "filter", len(arrays) < 2),
+            dropdown(
+                "Blob",
+                "drilldown-blob",
+                blob_options,
+                views.choice,
+                clearable=False,
+                class_name="filter wide",
+            ),
+            dropdown(
+                "x",
+                "drilldown-x",
+                _options(arrays),
+                views.x,
+                clearable=False,
+                disabled=len(arrays) < 2,
+            ),
+            dropdown(
+                "y",
+                "drilldown-y",
+                _options(arrays),
+                views.y,
+                clearable=False,
+                disabled=len(arrays) < 2,
+            ),
         ],
         className="filters",
     )
@@ -335,23 +357,6 @@ def _generic(views: _Views) -> Component:
 
 def _count(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def _control(
-    label: str,
-    id: str,
-    options: list[dict[str, str]],
-    value: str | None,
-    className: str,
-    disabled: bool = False,
-) -> Component:
-    return html.Div(
-        [
-            html.Label(label, htmlFor=id),
-            dcc.Dropdown(id=id, options=options, value=value, clearable=False, disabled=disabled),
-        ],
-        className=className,
-    )
 
 
 def _arrays_table(content: BlobContent) -> Component:
@@ -414,7 +419,7 @@ async def choose_blob(_: Any, blob: str | None, shown: dict[str, Any] | None) ->
     """Another blob: its default arrays (x and y leave the query string)."""
     if not blob or blob == (shown or {}).get("blob"):
         return no_update
-    return "?" + urlencode({"blob": blob})
+    return query_string({"blob": blob})
 
 
 @callback(
@@ -432,5 +437,4 @@ async def choose_arrays(
     drawn = shown or {}
     if (x, y) == (drawn.get("x"), drawn.get("y")) or blob != drawn.get("blob"):
         return no_update
-    query = {key: value for key, value in (("blob", blob), ("x", x), ("y", y)) if value}
-    return "?" + urlencode(query)
+    return query_string({"blob": blob, "x": x, "y": y})

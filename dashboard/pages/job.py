@@ -34,9 +34,9 @@ from specwatch.exceptions import InvalidInputError
 from specwatch.metrics.formatting import format_number
 from specwatch.metrics.limits import INT64_MAX
 from specwatch.metrics.model import JobContext
-from specwatch.metrics.records import StoredJob
+from specwatch.metrics.records import PackageVersion, StoredJob
 from specwatch.metrics.verification import Status, Verdict
-from specwatch.services.builds import JobPage, MeasurementRow, PackageVersion
+from specwatch.services.builds import JobPage, MeasurementRow
 
 _ID = re.compile(r"^[0-9]{1,19}$")
 _OPERATORS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}

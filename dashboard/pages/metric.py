@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from dash import Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
-from specwatch.dashboard.registry import PageRequest, callback, page, parse_query
+from specwatch.dashboard.registry import PageRequest, callback, page, parse_query, query_string
 from specwatch.dashboard.trend import change_label, trend_figure
 from specwatch.dashboard.ui import (
     external,
@@ -96,8 +96,7 @@ def _service(context: ProcessContext) -> TrendService:
 
 
 def _search(query: dict[str, list[str]]) -> str:
-    pairs = [(key, value) for key, values in query.items() for value in values if value != ""]
-    return f"?{urlencode(pairs)}" if pairs else ""
+    return query_string(dict(query))
 
 
 def _view_href(name: str, query: dict[str, list[str]], **changes: list[str] | None) -> str:

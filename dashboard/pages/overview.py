@@ -9,17 +9,30 @@ first.  The filters (dataset, instrument, filter, tag) live in the query string.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from dash import Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
-from specwatch.dashboard.registry import PageRequest, callback, href, page, parse_query
+from specwatch.dashboard.registry import (
+    PageRequest,
+    callback,
+    href,
+    page,
+    parse_query,
+    query_string,
+)
 from specwatch.dashboard.sparkline import sparkline_uri
-from specwatch.dashboard.ui import STATUS_CLASSES, metric_href, page_header, quantity, when
+from specwatch.dashboard.ui import (
+    STATUS_CLASSES,
+    dropdown,
+    metric_href,
+    page_header,
+    quantity,
+    when,
+)
 from specwatch.metrics.formatting import format_age, format_number, format_utc
 from specwatch.metrics.verification import Verdict
 from specwatch.services.context import ProcessContext
@@ -63,9 +76,7 @@ def overview_search(
     query.update(dataset=dataset or "", instrument=instrument or "", filter=filter or "")
     query["tag"] = tag or ""
     order = ("dataset", "instrument", "filter", "tag", "branch")
-    pairs = [(k, query[k]) for k in order if query.get(k)]
-    pairs += [(k, v) for k, v in query.items() if k not in order and v]
-    return "?" + urlencode(pairs) if pairs else ""
+    return query_string({k: query[k] for k in (*order, *query) if k in query})
 
 
 def verdict_text(verdict: Verdict) -> str:
@@ -164,24 +175,6 @@ def kpm_table(overview: Overview, now: datetime | None = None) -> Component:
     return html.Table([head, html.Tbody(body)], className="table", id="overview-table")
 
 
-def _dropdown(
-    id: str, label: str, options: Sequence[str], value: str | None, *, clearable: bool = True
-) -> Component:
-    return html.Div(
-        [
-            html.Label(label, htmlFor=id),
-            dcc.Dropdown(
-                id=id,
-                options=[{"label": option, "value": option} for option in options],
-                value=value,
-                clearable=clearable,
-                placeholder="all",
-            ),
-        ],
-        className="filter",
-    )
-
-
 def filters(overview: Overview) -> Component:
     datasets = [dataset_value(info.name) for info in overview.datasets]
     current = dataset_value(overview.dataset)
@@ -200,12 +193,20 @@ def filters(overview: Overview) -> Component:
                     "tag": overview.tag,
                 },
             ),
-            _dropdown("overview-dataset", "Dataset", datasets, current, clearable=False),
-            _dropdown(
-                "overview-instrument", "Instrument", overview.instruments, overview.instrument
+            dropdown(
+                "Dataset", "overview-dataset", datasets, current, clearable=False, placeholder="all"
             ),
-            _dropdown("overview-filter", "Filter", overview.filters, overview.filter),
-            _dropdown("overview-tag", "Tag", overview.tags, overview.tag),
+            dropdown(
+                "Instrument",
+                "overview-instrument",
+                overview.instruments,
+                overview.instrument,
+                placeholder="all",
+            ),
+            dropdown(
+                "Filter", "overview-filter", overview.filters, overview.filter, placeholder="all"
+            ),
+            dropdown("Tag", "overview-tag", overview.tags, overview.tag, placeholder="all"),
         ],
         className="filters",
     )

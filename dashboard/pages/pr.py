@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlencode
 
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 
 from specwatch.dashboard.compare_figures import comparison_figure
-from specwatch.dashboard.registry import PREFIX, PageRequest, callback, page, parse_query
+from specwatch.dashboard.registry import (
+    PREFIX,
+    PageRequest,
+    callback,
+    page,
+    parse_query,
+    query_string,
+)
 from specwatch.dashboard.ui import (
     code,
     external,
@@ -217,8 +223,7 @@ async def choose_base(
     chosen = (value or "").strip()
     if chosen and chosen != "auto":
         query["base"] = [chosen[:80]]
-    pairs = [(k, v) for k, values in query.items() for v in values]
-    return f"?{urlencode(pairs)}" if pairs else ""
+    return query_string(dict(query))
 
 
 # --- plots -----------------------------------------------------------------------------------

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 import structlog
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 
-from specwatch.dashboard.registry import PageRequest, callback, page, parse_query
+from specwatch.dashboard.registry import PageRequest, callback, page, parse_query, query_string
 from specwatch.dashboard.ui import (
     code,
+    dropdown,
     empty_state,
     hint,
     job_href,
@@ -117,20 +117,10 @@ async def regressions(request: PageRequest) -> Component:
     )
 
 
-def _dropdown(label: str, id: str, options: list[dict[str, str]], value: str) -> Component:
-    return html.Div(
-        [
-            html.Label(label, htmlFor=id),
-            dcc.Dropdown(id=id, options=options, value=value, clearable=id.endswith("dataset")),
-        ],
-        className="filter",
-    )
-
-
 def _filter_bar(filters: _Filters, datasets: Sequence[str]) -> Component:
     return html.Div(
         [
-            _dropdown(
+            dropdown(
                 "Status",
                 "regressions-status",
                 [
@@ -139,8 +129,9 @@ def _filter_bar(filters: _Filters, datasets: Sequence[str]) -> Component:
                     {"label": "all", "value": "all"},
                 ],
                 filters.status,
+                clearable=False,
             ),
-            _dropdown(
+            dropdown(
                 "Verdict",
                 "regressions-verdict",
                 [
@@ -150,18 +141,20 @@ def _filter_bar(filters: _Filters, datasets: Sequence[str]) -> Component:
                     {"label": "all", "value": "all"},
                 ],
                 filters.verdict,
+                clearable=False,
             ),
-            _dropdown(
+            dropdown(
                 "Dataset",
                 "regressions-dataset",
                 [{"label": d, "value": d} for d in datasets],
                 filters.dataset,
             ),
-            _dropdown(
+            dropdown(
                 "Order",
                 "regressions-sort",
                 [{"label": text, "value": key} for key, text in SORTS.items()],
                 filters.sort,
+                clearable=False,
             ),
         ],
         className="filters",
@@ -358,8 +351,7 @@ async def filter_changes(
         "dataset": dataset or None,
         "sort": sort if sort and sort != "newest" else None,
     }
-    kept = {k: v for k, v in query.items() if v}
-    return "?" + urlencode(kept) if kept else ""
+    return query_string(query)
 
 
 @callback(

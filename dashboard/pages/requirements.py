@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 from dash import Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
@@ -19,10 +18,18 @@ from specwatch.dashboard.pages.overview import (
     dataset_of,
     dataset_value,
 )
-from specwatch.dashboard.registry import PageRequest, callback, href, page, parse_query
+from specwatch.dashboard.registry import (
+    PageRequest,
+    callback,
+    href,
+    page,
+    parse_query,
+    query_string,
+)
 from specwatch.dashboard.sparkline import sparkline_uri
 from specwatch.dashboard.ui import (
     STATUS_CLASSES,
+    dropdown,
     hint,
     job_href,
     metric_href,
@@ -248,18 +255,7 @@ def dataset_picker(datasets: list[str], current: str | None) -> Component:
     return html.Div(
         [
             dcc.Store(id="requirements-shown", data=value),
-            html.Div(
-                [
-                    html.Label("Dataset", htmlFor="requirements-dataset"),
-                    dcc.Dropdown(
-                        id="requirements-dataset",
-                        options=[{"label": o, "value": o} for o in options],
-                        value=value,
-                        clearable=False,
-                    ),
-                ],
-                className="filter",
-            ),
+            dropdown("Dataset", "requirements-dataset", options, value, clearable=False),
         ],
         className="filters",
     )
@@ -308,7 +304,7 @@ def requirements_search(search: str | None, *, shown: str | None, dataset: str |
     if dataset == shown:
         return search or ""
     query["dataset"] = dataset or ""
-    return "?" + urlencode([(k, v) for k, v in query.items() if v])
+    return query_string(query) or "?"
 
 
 @callback(
