@@ -19,7 +19,7 @@ from .edge import EdgeMiddleware, EdgeRoute
 from .errors import install_error_handlers
 from .openapi import install_openapi
 from .responses import FastJSONResponse
-from .routes import definitions, jobs, metrics, regressions, verification
+from .routes import alerts, definitions, jobs, metrics, regressions, verification
 from .schemas import Health
 
 log = structlog.get_logger("specwatch.api")
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     # /metrics/{name:path}/changes (regressions) before /metrics/{name:path} (metrics).
-    routers = (jobs, regressions, metrics, definitions, verification)
+    routers = (jobs, regressions, metrics, definitions, verification, alerts)
     for module in routers:
         app.include_router(module.router)
     install_openapi(

@@ -435,3 +435,160 @@ JOB_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+AlertKindName = Literal["spec_level", "regression", "pr_regression", "stale"]
+AlertStateName = Literal["open", "acknowledged", "invalid", "resolved"]
+
+
+class AlertCulprit(Model):
+    name: str
+    change: Literal["changed", "added", "removed"]
+    version_before: str | None
+    version_after: str | None
+    sha_before: str | None
+    sha_after: str | None
+    url: str | None
+
+
+class AlertItem(Model):
+    dedup_key: str = Field(description="The rule and the series (and the change)")
+    metric: str
+    unit: str
+    dataset: str | None
+    filter: str | None
+    instrument: str | None
+    branch: str | None
+    pr: int | None
+    state: Literal["open", "resolved"]
+    summary: str
+    value: Number
+    threshold: Number
+    operator: str | None
+    spec: str | None
+    requirements: list[str]
+    level_before: str | None
+    level_after: str | None = Field(description="null: below the minimum")
+    before: Number
+    after: Number
+    delta: Number
+    delta_pct: Number
+    delta_sigma: Number
+    sigma: Number
+    confirming_builds: int | None
+    builds_missing: int | None
+    commit_before: str | None
+    commit_after: str | None
+    compare_url: str | None
+    culprits: list[AlertCulprit]
+    change_id: int | None
+    job_id: int | None
+    dashboard_url: str | None
+
+
+class Alert(Model):
+    id: int
+    url: str
+    rule: str
+    kind: AlertKindName
+    state: AlertStateName
+    title: str
+    created_at: str
+    updated_at: str
+    resolved_at: str | None
+    branch: str | None
+    pr: int | None
+    commit: str | None
+    job_id: int | None
+    repository: str | None
+    ci_url: str | None
+    pr_url: str | None
+    silenced: bool
+    note: str
+    items: list[AlertItem]
+
+
+class AlertNotification(Model):
+    channel: str
+    event: str
+    created_at: str
+    attempts: int
+    delivered_at: str | None
+    failed_at: str | None
+    last_error: str | None
+
+
+class AlertDetail(Alert):
+    notifications: list[AlertNotification]
+
+
+class AlertList(Model):
+    alerts: list[Alert]
+    next_cursor: str | None
+
+
+class AlertDecision(Request):
+    note: Text = Field("", max_length=2000, description="Why (kept with the alert)")
+
+
+class AlertRule(Model):
+    name: str
+    kind: AlertKindName
+    description: str
+    enabled: bool
+    packages: list[str]
+    metrics: list[str]
+    tags: list[str]
+    datasets: list[str]
+    branches: list[str]
+    channels: list[str]
+    confirm: int | None
+    cooldown_s: float
+    levels: list[str]
+    builds: int
+    include_missing: bool
+    rerun: bool
+
+
+class AlertRuleList(Model):
+    source: str
+    channels: dict[str, bool] = Field(description="Which channels are configured")
+    monitor_only: list[str]
+    rules: list[AlertRule]
+
+
+class SilenceRequest(Request):
+    """What to silence (at least one matcher) and until when."""
+
+    rule: Text | None = Field(None, max_length=100)
+    metric: Text | None = Field(None, max_length=METRIC_CHARS, description="Name or pattern")
+    dataset: Text | None = Field(None, max_length=LABEL_CHARS)
+    branch: Text | None = Field(None, max_length=LABEL_CHARS)
+    pr: int | None = Field(None, ge=1, le=INT32_MAX)
+    duration: Text | None = Field(
+        None, max_length=40, description="How long: 90m, 6h, 2d (or ends_at)"
+    )
+    ends_at: Annotated[str | None, Field(max_length=40)] = Field(
+        None, description="RFC 3339 end (or duration)"
+    )
+    reason: Text = Field("", max_length=2000)
+
+
+class Silence(Model):
+    id: int
+    rule: str | None
+    metric: str | None
+    dataset: str | None
+    branch: str | None
+    pr: int | None
+    reason: str
+    created_by: str
+    created_at: str
+    ends_at: str
+    active: bool
+
+
+class SilenceList(Model):
+    silences: list[Silence]

@@ -17,6 +17,7 @@ from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
 from specwatch.store.series.influxdb import InfluxDBSeriesStore
 
+from .alerts import AlertDispatcher, AlertService, load_rules, notifiers_of
 from .builds import BuildService
 from .compare import CompareService
 from .definitions import DefinitionService
@@ -46,12 +47,15 @@ class ProcessContext:
     deliverer: OutboxDeliverer
     detection: DetectionScheduler | None = None
     regression_service: RegressionService | None = None
+    alert_service: AlertService | None = None
+    dispatcher: AlertDispatcher | None = None
     metric_cache: dict[str, Metric] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=TokenCache)
 
     @classmethod
     async def open(cls, settings: Settings, *, background: bool = True) -> ProcessContext:
         """Open everything; refuse (``DatabaseNotReadyError``) unless the schema is at head."""
+        rules = load_rules(settings)  # a bad rules file stops the start, before anything opens
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         try:
             await check_schema(engine)
@@ -83,6 +87,20 @@ class ProcessContext:
             series = EmbeddedSeriesStore(sessionmaker)
         # One per process: it holds the locks that keep detections of a series in turn.
         regressions = RegressionService(sessionmaker, series)
+        notifiers, links = notifiers_of(settings, http)
+        alerts = AlertService(
+            sessionmaker, rules, channels=notifiers, group_wait_s=settings.alert_group_wait_s
+        )
+        regressions.alerts = alerts
+        dispatcher = AlertDispatcher(
+            sessionmaker,
+            notifiers,
+            links,
+            retry_initial_s=settings.alert_retry_initial_s,
+            retry_max_s=settings.alert_retry_max_s,
+            lease_s=settings.alert_lease_s,
+        )
+        alerts.wake = dispatcher.wake
         detection = None
         if background and settings.detect_on_ingest:
             detection = DetectionScheduler(regressions, debounce_s=settings.detect_debounce_s)
@@ -95,12 +113,23 @@ class ProcessContext:
             on_delivered=detection.touch_points if detection else None,
         )
         context = cls(
-            settings, engine, sessionmaker, http, series, deliverer, detection, regressions
+            settings,
+            engine,
+            sessionmaker,
+            http,
+            series,
+            deliverer,
+            detection,
+            regressions,
+            alert_service=alerts,
+            dispatcher=dispatcher,
         )
         if background:
             deliverer.start()
             if detection:
                 detection.start()
+            if settings.alert_delivery and notifiers:
+                dispatcher.start()
         return context
 
     async def close(self) -> None:
@@ -108,6 +137,8 @@ class ProcessContext:
         await self.deliverer.stop()
         if self.detection is not None:
             await self.detection.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         await self.series.close()
         await self.http.aclose()
         await self.engine.dispose()
@@ -148,6 +179,11 @@ class ProcessContext:
         if self.regression_service is None:
             self.regression_service = RegressionService(self.sessionmaker, self.series)
         return self.regression_service
+
+    def alerts(self) -> AlertService:
+        if self.alert_service is None:
+            raise RuntimeError("the process context has no alert service")
+        return self.alert_service
 
     def report(self) -> ReportService:
         return ReportService(self.sessionmaker, self.series)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -30,6 +31,9 @@ from specwatch.store.jobs import JobStore
 from specwatch.store.series.base import Series, SeriesPoint, SeriesQuery, TimeSeriesStore
 
 from .definitions import check_packages
+
+if TYPE_CHECKING:
+    from .alerts import AlertService
 
 log = structlog.get_logger("specwatch.regressions")
 
@@ -142,6 +146,8 @@ class RegressionService:
         self._sessionmaker = sessionmaker
         self._series = series
         self._running: dict[Group, tuple[asyncio.Lock, int]] = {}  # lock, its users
+        # Raises alerts from what a detection stores, in the same transaction.
+        self.alerts: AlertService | None = None
 
     async def detect(self, key: SeriesKey) -> list[ChangeRecord]:
         """Detect the changes of one series (its last ``WINDOW`` builds) and store them."""
@@ -213,6 +219,8 @@ class RegressionService:
                     for key, series, _ in work:
                         since = _time(series.time_ns[0])
                         await store.replace_series(key, found[key], since=since, now=now)
+                    if self.alerts is not None:
+                        await self.alerts.evaluate_series(session, work, now)
                 break
             except IntegrityError:  # a concurrent detection elsewhere stored one first
                 if attempt == 2:
@@ -257,7 +265,10 @@ class RegressionService:
             if found is None:
                 raise NotFoundError(f"no change {change_id}", location=["path", "change_id"])
             check_packages({found.key.metric.partition(".")[0]}, allowed_packages)
-            await store.set_status(change_id, status, note, datetime.now(UTC))
+            now = datetime.now(UTC)
+            await store.set_status(change_id, status, note, now)
+            if self.alerts is not None:
+                await self.alerts.change_status_changed(session, change_id, status, now)
             record = await store.get(change_id)
         assert record is not None
         return record
@@ -301,14 +312,18 @@ class DetectionScheduler:
         self._service = service
         self._debounce_s = debounce_s
         self._touched: dict[Group, set[str]] = {}
+        self._jobs: set[int] = set()  # builds whose alert rules run after their detection
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def touch_points(self, points: Iterable[SeriesPoint]) -> None:
         """Remember the series these (delivered) points add to."""
+        points = list(points)
         for group, metrics in groups_of_points(points).items():
             self._touched.setdefault(group, set()).update(metrics)
-        if self._touched:
+        if self._service.alerts is not None:
+            self._jobs.update(point.job_id for point in points)
+        if self._touched or self._jobs:
             self._wake.set()
 
     def touch_keys(self, keys: Iterable[SeriesKey]) -> None:
@@ -324,6 +339,10 @@ class DetectionScheduler:
         """Series waiting for their detection."""
         return sum(len(metrics) for metrics in self._touched.values())
 
+    @property
+    def idle(self) -> bool:
+        return not self._touched and not self._jobs
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="specwatch-detection")
@@ -331,6 +350,7 @@ class DetectionScheduler:
     def discard(self) -> None:
         """Forget the touched series (their detection has just been run by other means)."""
         self._touched.clear()
+        self._jobs.clear()
         self._wake.clear()
 
     async def stop(self, *, flush_timeout_s: float = 30.0) -> None:
@@ -340,7 +360,7 @@ class DetectionScheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._touched:
+        if not self.idle:
             try:
                 await asyncio.wait_for(self.flush(), flush_timeout_s)
             except TimeoutError:
@@ -349,6 +369,7 @@ class DetectionScheduler:
     async def flush(self) -> int:
         """Detect every touched series now (tests, shutdown); returns how many."""
         touched, self._touched = self._touched, {}
+        jobs, self._jobs = self._jobs, set()
         self._wake.clear()
         count = 0
         for group, metrics in sorted(touched.items()):
@@ -359,6 +380,11 @@ class DetectionScheduler:
                 log.warning(
                     "detection failed", package=group[0], dataset=group[1], error=str(error)
                 )
+        if jobs and self._service.alerts is not None:
+            try:
+                await self._service.alerts.evaluate_jobs(jobs)
+            except Exception as error:
+                log.warning("alert evaluation failed", jobs=len(jobs), error=str(error))
         return count
 
     async def _run(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -87,6 +88,51 @@ class Settings(BaseSettings):
     )
     detect_debounce_s: float = Field(
         5.0, description="Seconds a touched series waits, so a burst costs one detection."
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        None,
+        description="Slack incoming webhook URL: alerts go to Slack when set (a secret: "
+        "whoever has it can post to the channel).",
+    )
+    alert_rules: Path | None = Field(
+        None,
+        description="YAML file of alert rules; unset: the default rules (spec level lost on "
+        "main, confirmed regression, regressing pull request, metric not reported).",
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="Generic webhook that receives every alert as JSON."
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of the webhook's HMAC-SHA256 signature (X-Specwatch-Signature-256).",
+    )
+    github_token: SecretStr | None = Field(
+        None,
+        description="GitHub token (statuses and pull-request comments write access): pull "
+        "requests get a commit status and one summary comment.",
+    )
+    github_api_url: str = Field(
+        "https://api.github.com", description="GitHub API base URL (GitHub Enterprise: …/api/v3)."
+    )
+    alert_delivery: bool = Field(
+        True,
+        description="Send alert notifications from this process (`specwatch serve`); false "
+        "when `specwatch worker` processes do it.",
+    )
+    alert_group_wait_s: float = Field(
+        1.0,
+        ge=0,
+        le=600,
+        description="How long a new alert waits for more items of the same build before it "
+        "is sent (one message per build, not per metric).",
+    )
+    alert_retry_initial_s: float = Field(1.0, gt=0, description="First back-off of a failed send.")
+    alert_retry_max_s: float = Field(300.0, gt=0, description="Longest back-off of a send.")
+    alert_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a worker holds a notification it is sending; a crashed worker's "
+        "are sent by another after this.",
     )
     database_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
     access_log: bool = Field(

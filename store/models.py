@@ -319,3 +319,98 @@ class SQLSeriesPoint(Base):
     pr: Mapped[str] = mapped_column(String(32), default="")
     pipeline: Mapped[str] = mapped_column(String(CI_CHARS), default="")
     is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SQLAlert(Base):
+    """An alert: one rule's finding on one build (or pull-request build), with its items."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        Index("ix_alert_group", "group_key", "state"),
+        Index("ix_alert_created", "created_at", "id"),
+        Index("ix_alert_state_created", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))  # open | acknowledged | invalid | resolved
+    # rule|branch|commit, or rule|pr:N|commit: the items of one build share one alert.
+    group_key: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(String(300))
+    branch: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
+    pr: Mapped[int | None] = mapped_column(Integer)
+    commit: Mapped[str | None] = mapped_column(String(COMMIT_CHARS))
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    repository: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    ci_url: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    pr_url: Mapped[str | None] = mapped_column(String(URL_CHARS))
+    silenced: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class SQLAlertItem(Base):
+    """One series of an alert; ``dedup_key`` open at most once among active alerts."""
+
+    __tablename__ = "alert_item"
+    __table_args__ = (
+        Index("ix_alert_item_alert", "alert_id"),
+        Index("ix_alert_item_dedup", "dedup_key", "state"),
+        Index("ix_alert_item_cooldown", "cooldown_key", "resolved_at"),
+        Index("ix_alert_item_change", "change_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(BigId, ForeignKey("alert.id", ondelete="CASCADE"))
+    dedup_key: Mapped[str] = mapped_column(String(2000))
+    cooldown_key: Mapped[str] = mapped_column(String(2000))  # the rule and the series
+    metric: Mapped[str] = mapped_column(String(METRIC_CHARS))
+    state: Mapped[str] = mapped_column(String(20))  # open | resolved
+    change_id: Mapped[int | None] = mapped_column(BigInteger)
+    evidence: Mapped[dict[str, Any]] = mapped_column(Json)
+    opened_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class SQLAlertNotification(Base):
+    """The alert outbox: one message to one channel, written with what raised it."""
+
+    __tablename__ = "alert_notification"
+    __table_args__ = (
+        Index("ix_alert_notification_due", "delivered_at", "failed_at", "due_at"),
+        Index("ix_alert_notification_alert", "alert_id", "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("alert.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    event: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)  # a pull request's summary
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]  # a permanent refusal (a revoked webhook): not retried
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SQLSilence(Base):
+    """Alerts matching a silence are recorded but not sent until it ends."""
+
+    __tablename__ = "silence"
+    __table_args__ = (Index("ix_silence_ends", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule: Mapped[str | None] = mapped_column(String(100))
+    metric: Mapped[str | None] = mapped_column(String(METRIC_CHARS))  # name or pattern
+    dataset: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
+    branch: Mapped[str | None] = mapped_column(String(LABEL_CHARS))
+    pr: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    ends_at: Mapped[datetime]

@@ -1,0 +1,1128 @@
+"""Use cases of alerts: raise them from what the engine finds, triage them, deliver them.
+
+Raising.  Series rules (``regression``, ``spec_level``) are evaluated inside the transaction
+that stores a series' change points (``RegressionService``), so an alert exists exactly when
+what raised it does.  Build rules (``pr_regression``, ``stale``) are evaluated for the builds
+whose points were just delivered, after their series' detection.  Items of one rule on one
+build join one alert; an item's de-duplication key already open raises nothing new, a key
+resolved less than the rule's ``cooldown`` ago stays quiet, and silences record without sending.
+
+Delivering.  Each alert writes one notification per channel to an outbox table in the same
+transaction, due after a short grouping wait (so the items a detection pass finds go out as
+one message).  ``AlertDispatcher`` claims due rows (a lease, so several workers share the
+work), renders the alert as it is then, sends it, and records the outcome: retried with
+back-off (a 429's ``Retry-After`` honoured) until delivered, or failed on a permanent refusal.
+A crash between commit and delivery only delays the message; a crash between sending and
+recording it can repeat one (at least once; webhook receivers get a stable delivery id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from specwatch.alerts.base import DeliveryError, Notifier
+from specwatch.alerts.github import GitHubNotifier
+from specwatch.alerts.slack import SlackNotifier
+from specwatch.alerts.webhook import WebhookNotifier
+from specwatch.config import Settings
+from specwatch.exceptions import InvalidInputError, NotFoundError
+from specwatch.metrics.alerts import (
+    Alert,
+    AlertFilter,
+    AlertItem,
+    AlertKind,
+    AlertState,
+    Culprit,
+    Links,
+    Message,
+    NotificationEvent,
+    PullRequestSummary,
+    Rule,
+    RuleSet,
+    Silence,
+    default_rules,
+    item_evidence,
+    item_from_evidence,
+    parse_rules,
+)
+from specwatch.metrics.compare import Outcome
+from specwatch.metrics.model import Direction, Level, Metric, Specification
+from specwatch.metrics.records import ChangeRecord, SeriesKey, StoredJob
+from specwatch.metrics.verification import Status, highest_level, verify
+from specwatch.store.alerts import AlertStore, DueNotification, OpenItem
+from specwatch.store.changes import ChangeStore
+from specwatch.store.definitions import DefinitionStore
+from specwatch.store.jobs import JobStore
+from specwatch.store.series.base import Series
+
+from .compare import CompareService, MetricComparison
+from .definitions import check_packages
+from .trends import compare_url, github_base, package_changes
+from .verification import job_metadata
+
+log = structlog.get_logger("specwatch.alerts")
+
+SERIES_CHANNELS = ("slack", "webhook")  # GitHub hears about pull requests only
+STALE_LOOKBACK = 20  # builds before the last ``rule.builds`` that say a metric was reported
+
+
+def series_id(key: SeriesKey) -> str:
+    return f"{key.metric}|{key.dataset}|{key.filter}|{key.instrument}|{key.branch}"
+
+
+def alert_title(kind: AlertKind, items: Sequence[AlertItem], pr: int | None) -> str:
+    """``Regression: validate_drp.PA1 on HSC-RC2 (+2 more)``."""
+    if not items:
+        return kind.value
+    first = items[0]
+    where = " · ".join(p for p in (first.dataset, first.filter) if p)
+    subject = f"{first.metric} on {where}" if where else first.metric
+    more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
+    head = {
+        AlertKind.REGRESSION: "Regression",
+        AlertKind.SPEC_LEVEL: "Spec level lost",
+        AlertKind.STALE: "Not reported",
+        AlertKind.PR_REGRESSION: f"PR #{pr} regresses" if pr is not None else "PR regresses",
+    }[kind]
+    separator = " " if kind is AlertKind.PR_REGRESSION else ": "
+    return f"{head}{separator}{subject}{more}"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An item a rule wants open, with the build it is about."""
+
+    rule: Rule
+    cooldown_key: str
+    item: AlertItem
+    commit: str | None
+    job_id: int | None
+
+
+@dataclass
+class _Evaluation:
+    """What one evaluation decided, applied in its transaction."""
+
+    findings: list[Finding] = field(default_factory=list)
+    updates: list[tuple[OpenItem, AlertItem]] = field(default_factory=list)
+    resolved: list[OpenItem] = field(default_factory=list)
+
+
+def _fmt_level(level: Level | None) -> str | None:
+    return level.value if level is not None else None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class AlertService:
+    """Rules, evaluation, triage and silences."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        rules: RuleSet,
+        *,
+        channels: Collection[str],
+        group_wait_s: float = 1.0,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.rules = rules
+        self.channels = frozenset(channels)  # the configured ones
+        self._group_wait = timedelta(seconds=group_wait_s)
+        self.wake: asyncio.Event | None = None  # set when notifications were queued
+
+    # --- series rules: inside the detection's transaction ----------------------------------
+
+    async def evaluate_series(
+        self,
+        session: AsyncSession,
+        histories: Sequence[tuple[SeriesKey, Series, Metric]],
+        now: datetime,
+    ) -> None:
+        """Regression and spec-level rules over series whose changes were just stored."""
+        regression = self.rules.of_kind(AlertKind.REGRESSION)
+        spec_level = self.rules.of_kind(AlertKind.SPEC_LEVEL)
+        if not (regression or spec_level) or not histories:
+            return
+        watched = [
+            (key, series, metric)
+            for key, series, metric in histories
+            if not self.rules.monitored_only(key.metric) and len(series)
+        ]
+        if not watched:
+            return
+        evaluation = _Evaluation()
+        store = AlertStore(session)
+        changes = ChangeStore(session)
+        jobs = JobStore(session)
+        for rule in regression:
+            for key, series, metric in watched:
+                if rule.matches_metric(key.metric, metric.tags) and rule.matches_context(
+                    key.dataset, key.branch
+                ):
+                    stored = await changes.of_series(key, since=_time(series.time_ns[0]))
+                    await self._regressions(
+                        store, jobs, rule, key, series, metric, stored, evaluation
+                    )
+        if spec_level:
+            definitions = DefinitionStore(session)
+            names = sorted({key.metric for key, _, _ in watched})
+            specs: dict[str, list[Specification]] = {}
+            for spec in await definitions.specs_for_metrics(names):
+                specs.setdefault(spec.metric_full_name, []).append(spec)
+            for rule in spec_level:
+                for key, series, metric in watched:
+                    if (
+                        key.metric in specs
+                        and rule.matches_metric(key.metric, metric.tags)
+                        and rule.matches_context(key.dataset, key.branch)
+                    ):
+                        await self._spec_levels(
+                            store, jobs, rule, key, series, metric, specs[key.metric], evaluation
+                        )
+        await self._apply(session, evaluation, now)
+
+    async def _regressions(
+        self,
+        store: AlertStore,
+        jobs: JobStore,
+        rule: Rule,
+        key: SeriesKey,
+        series: Series,
+        metric: Metric,
+        stored: Sequence[ChangeRecord],
+        evaluation: _Evaluation,
+    ) -> None:
+        cooldown_key = f"{rule.name}|{series_id(key)}"
+        position = {job_id: i for i, job_id in enumerate(series.job_id)}
+        bad = ("worse", "changed") if metric.direction is Direction.NONE else ("worse",)
+        wanted: list[tuple[ChangeRecord, int]] = []
+        for change in stored:
+            if change.verdict not in bad or change.status != "open" or change.id is None:
+                continue
+            at = position.get(change.job_id)
+            confirming = len(series) - at if at is not None else 0
+            if rule.confirm is None or confirming >= rule.confirm:
+                wanted.append((change, confirming))
+        open_items = await store.open_items([cooldown_key])
+        by_change = {change.id: (change, n) for change, n in wanted}
+        linked = {o.change_id for o in open_items}
+        new = [(c, n) for c, n in wanted if c.id not in linked]
+        orphans = []
+        for item in open_items:
+            if item.change_id in by_change:
+                _, n = by_change[item.change_id]
+                evaluation.updates.append((item, replace(item.item, confirming_builds=n)))
+            else:
+                orphans.append(item)
+        # A change the detector moved (more builds placed it better) keeps its item; an item
+        # whose change is gone (accepted, or no longer found) resolves.
+        while orphans and new:
+            change, n = new.pop(0)
+            fresh = await self._change_item(jobs, rule, key, change, n, metric)
+            evaluation.updates.append((orphans.pop(0), fresh))
+        evaluation.resolved += orphans
+        if not new:
+            return
+        keys = {f"{cooldown_key}|{change.id}" for change, _ in new}
+        known = await store.known_dedup_keys(keys)
+        for change, n in new:
+            fresh = await self._change_item(jobs, rule, key, change, n, metric)
+            if fresh.dedup_key in known:
+                continue  # raised before (and closed by a person): never twice
+            evaluation.findings.append(
+                Finding(rule, cooldown_key, fresh, change.commit_after, change.job_id)
+            )
+
+    async def _change_item(
+        self,
+        jobs: JobStore,
+        rule: Rule,
+        key: SeriesKey,
+        change: ChangeRecord,
+        confirming: int,
+        metric: Metric,
+    ) -> AlertItem:
+        ids = [i for i in (change.previous_job_id, change.job_id) if i is not None]
+        found = {job.id: job for job in await jobs.get_many(ids)}
+        before = found.get(change.previous_job_id) if change.previous_job_id else None
+        after = found.get(change.job_id)
+        repository = next(
+            (j.context.repository for j in (after, before) if j and j.context.repository), None
+        )
+        culprits: tuple[Culprit, ...] = ()
+        if before is not None and after is not None and before.packages and after.packages:
+            changed, _ = package_changes(before.packages, after.packages)
+            culprits = tuple(
+                Culprit(
+                    p.name,
+                    p.change,
+                    p.version_before,
+                    p.version_after,
+                    p.sha_before,
+                    p.sha_after,
+                    p.compare_url or p.url,
+                )
+                for p in changed[:20]
+            )
+        sign = "+" if change.delta > 0 else ""
+        pct = f" ({sign}{change.delta_pct:.1f} %)" if change.delta_pct is not None else ""
+        return AlertItem(
+            dedup_key=f"{rule.name}|{series_id(key)}|{change.id}",
+            metric=key.metric,
+            unit=metric.unit,
+            dataset=key.dataset or None,
+            filter=key.filter or None,
+            instrument=key.instrument or None,
+            branch=key.branch or None,
+            value=change.after,
+            before=change.before,
+            after=change.after,
+            delta=change.delta,
+            delta_pct=_finite(change.delta_pct),
+            delta_sigma=_finite(change.delta_sigma),
+            sigma=_finite(change.sigma),
+            confirming_builds=confirming,
+            commit_before=change.commit_before,
+            commit_after=change.commit_after,
+            compare_url=compare_url(repository, change.commit_before, change.commit_after),
+            culprits=culprits,
+            change_id=change.id,
+            job_id=change.job_id,
+            summary=f"{change.before:.4g} → {change.after:.4g} {metric.unit}{pct}, "
+            f"{abs(change.delta_sigma):.1f} σ, {confirming} builds since".strip(),
+        )
+
+    async def _spec_levels(
+        self,
+        store: AlertStore,
+        jobs: JobStore,
+        rule: Rule,
+        key: SeriesKey,
+        series: Series,
+        metric: Metric,
+        specs: Sequence[Specification],
+        evaluation: _Evaluation,
+    ) -> None:
+        """A level lost on ``confirm`` builds in a row opens; as many back at it resolve."""
+        confirm = rule.confirm or 2
+        latest = await jobs.get(series.job_id[-1])
+        if latest is None:
+            return
+        metadata = job_metadata(latest)
+        applicable = [
+            v
+            for v in verify({key.metric: (1.0, metric.unit)}, specs, metadata)
+            if v.level is not None
+        ]
+        if not applicable:
+            return
+        levels_present = {v.level for v in applicable}
+        rank: list[int | None] = []
+        for value in series.value:
+            if value is None or not math.isfinite(value):
+                rank.append(None)
+                continue
+            verdicts = verify({key.metric: (value, metric.unit)}, specs, metadata)
+            level = highest_level(verdicts)
+            rank.append(level.rank if level is not None else 0)
+        measured = [r for r in rank if r is not None]
+        if len(measured) < confirm:
+            return
+        last, earlier = measured[-confirm:], measured[:-confirm]
+        open_items = {
+            o.dedup_key: o
+            for o in await store.open_items(
+                [f"{rule.name}|{series_id(key)}|{level.value}" for level in rule.levels]
+            )
+        }
+        for level in rule.levels:
+            if level not in levels_present:
+                continue
+            cooldown_key = f"{rule.name}|{series_id(key)}|{level.value}"
+            existing = open_items.get(cooldown_key)
+            lost = all(r < level.rank for r in last)
+            kept = all(r >= level.rank for r in last)
+            if existing is not None:
+                if kept:
+                    evaluation.resolved.append(existing)
+                continue
+            met_before = level is Level.MINIMUM or any(r >= level.rank for r in earlier)
+            if not (lost and met_before):
+                continue
+            spec_verdicts = [
+                v
+                for v in verify({key.metric: (series.value[-1], metric.unit)}, specs, metadata)
+                if v.level == level
+            ]
+            failing = next((v for v in spec_verdicts if v.status is Status.FAIL), None)
+            shown = failing or (spec_verdicts[0] if spec_verdicts else None)
+            now_level = next(
+                (lv for lv in (Level.STRETCH, Level.DESIGN, Level.MINIMUM) if lv.rank == last[-1]),
+                None,
+            )
+            value = series.value[-1]
+            threshold = f" {shown.operator} {shown.threshold:.4g}" if shown else ""
+            item = AlertItem(
+                dedup_key=cooldown_key,
+                metric=key.metric,
+                unit=metric.unit,
+                dataset=key.dataset or None,
+                filter=key.filter or None,
+                instrument=key.instrument or None,
+                branch=key.branch or None,
+                value=_finite(value),
+                threshold=shown.threshold if shown else None,
+                operator=shown.operator if shown else None,
+                spec=shown.spec if shown else None,
+                requirements=shown.requirements if shown else (),
+                level_before=level.value,
+                level_after=_fmt_level(now_level),
+                confirming_builds=confirm,
+                commit_after=series.commit[-1],
+                job_id=series.job_id[-1],
+                summary=f"{(value or 0):.4g} {metric.unit}: {level.value} needs"
+                f"{threshold} {metric.unit}".strip(),
+            )
+            evaluation.findings.append(
+                Finding(rule, cooldown_key, item, series.commit[-1], series.job_id[-1])
+            )
+
+    # --- build rules: after a build's points are delivered ---------------------------------
+
+    async def evaluate_jobs(self, job_ids: Iterable[int]) -> None:
+        """Pull-request and stale rules for the builds of these jobs."""
+        ids = sorted(set(job_ids))
+        if not ids or not (
+            self.rules.of_kind(AlertKind.PR_REGRESSION) or self.rules.of_kind(AlertKind.STALE)
+        ):
+            return
+        async with self._sessionmaker() as session:
+            found = await JobStore(session).get_many(ids)
+        prs = sorted({job.context.pr for job in found if job.context.pr is not None})
+        contexts = sorted(
+            {
+                (job.context.branch, job.context.dataset, job.context.filter)
+                for job in found
+                if job.context.pr is None and job.context.branch
+            },
+            key=lambda c: tuple(x or "" for x in c),
+        )
+        for number in prs:
+            try:
+                await self.evaluate_pull_request(number)
+            except Exception as error:  # one bad pull request must not stop the others
+                log.warning("pull-request alert evaluation failed", pr=number, error=str(error))
+        for branch, dataset, filter_ in contexts:
+            assert branch is not None
+            try:
+                await self.evaluate_stale(branch, dataset, filter_)
+            except Exception as error:
+                log.warning("stale evaluation failed", dataset=dataset, error=str(error))
+
+    async def evaluate_pull_request(self, number: int) -> None:
+        by_target: dict[str, list[Rule]] = {}
+        for rule in self.rules.of_kind(AlertKind.PR_REGRESSION):
+            for target in rule.branches or ("main",):
+                by_target.setdefault(target, []).append(rule)
+        for target, scoped in sorted(by_target.items()):
+            try:
+                result = await CompareService(self._sessionmaker).compare(
+                    f"pr:{number}", branch=target
+                )
+            except NotFoundError:
+                return
+            if not result.head_jobs:
+                continue
+            head = result.head_jobs[0]
+            metrics = await self._metrics([c.metric for c in result.metrics])
+            now = datetime.now(UTC)
+            async with self._sessionmaker() as session, session.begin():
+                store = AlertStore(session)
+                for rule in scoped:
+                    await self._pull_request_rule(
+                        session,
+                        store,
+                        rule,
+                        number,
+                        target,
+                        result.metrics,
+                        result.head_jobs,
+                        metrics,
+                        now,
+                    )
+                    if "github" in rule.channels and "github" in self.channels:
+                        summary = _summary(
+                            number, head, result.head_jobs, result.metrics, result.baseline
+                        )
+                        if summary is not None:
+                            await store.enqueue(
+                                None,
+                                ["github"],
+                                NotificationEvent.PR_SUMMARY.value,
+                                now=now,
+                                due=now,
+                                payload=summary_document(summary),
+                            )
+                            self._wake()
+
+    async def _metrics(self, names: Sequence[str]) -> dict[str, Metric]:
+        async with self._sessionmaker() as session:
+            return await DefinitionStore(session).get_metrics(sorted(set(names)))
+
+    async def _pull_request_rule(
+        self,
+        session: AsyncSession,
+        store: AlertStore,
+        rule: Rule,
+        number: int,
+        target: str,
+        compared: Sequence[MetricComparison],
+        head_jobs: Sequence[StoredJob],
+        metrics: Mapping[str, Metric],
+        now: datetime,
+    ) -> None:
+        evaluation = _Evaluation()
+        outcomes = (
+            (Outcome.REGRESSED, Outcome.MISSING) if rule.include_missing else (Outcome.REGRESSED,)
+        )
+        jobs_by_id = {job.id: job for job in head_jobs}
+        keys = {}
+        for c in compared:
+            metric = metrics.get(c.metric)
+            if self.rules.monitored_only(c.metric) or not rule.matches_metric(
+                c.metric, metric.tags if metric else ()
+            ):
+                continue
+            if rule.datasets and (c.dataset or "") not in rule.datasets:
+                continue
+            keys[f"{rule.name}|pr:{number}|{c.metric}|{c.dataset or ''}|{c.filter or ''}"] = c
+        open_items = {o.dedup_key: o for o in await store.open_items(keys)}
+        for dedup_key, c in keys.items():
+            bad = c.comparison.outcome in outcomes
+            existing = open_items.get(dedup_key)
+            if existing is not None:
+                if bad:
+                    job = jobs_by_id.get(c.head_job)
+                    evaluation.updates.append(
+                        (existing, _pr_item(dedup_key, c, number, target, job))
+                    )
+                else:
+                    evaluation.resolved.append(existing)
+                continue
+            if bad:
+                job = jobs_by_id.get(c.head_job)
+                item = _pr_item(dedup_key, c, number, target, job)
+                evaluation.findings.append(
+                    Finding(rule, dedup_key, item, job.context.commit if job else None, c.head_job)
+                )
+        await self._apply(session, evaluation, now)
+
+    async def evaluate_stale(self, branch: str, dataset: str | None, filter_: str | None) -> None:
+        """Metrics a context reported before and not in its last ``rule.builds`` builds."""
+        rules = [
+            r for r in self.rules.of_kind(AlertKind.STALE) if r.matches_context(dataset, branch)
+        ]
+        if not rules:
+            return
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session, session.begin():
+            store = AlertStore(session)
+            jobs = JobStore(session)
+            longest = max(rule.builds for rule in rules)
+            history = await jobs.branch_history(
+                branch=branch,
+                dataset=dataset,
+                filter=filter_,
+                until=datetime.max.replace(tzinfo=UTC),
+                limit=longest + STALE_LOOKBACK,
+            )
+            if not history:
+                return
+            names = sorted({m.metric for job in history for m in job.measurements})
+            metrics = await DefinitionStore(session).get_metrics(names)
+            evaluation = _Evaluation()
+            for rule in rules:
+                recent, before = history[: rule.builds], history[rule.builds :]
+                if len(recent) < rule.builds:
+                    continue
+                reported = {m.metric for job in recent for m in job.measurements}
+                earlier = {m.metric for job in before for m in job.measurements}
+                latest = history[0]
+                keys: dict[str, str] = {}
+                for name in sorted(reported | earlier):
+                    metric = metrics.get(name)
+                    if self.rules.monitored_only(name) or not rule.matches_metric(
+                        name, metric.tags if metric else ()
+                    ):
+                        continue
+                    key = SeriesKey(
+                        name, dataset or "", filter_ or "", latest.context.instrument or "", branch
+                    )
+                    keys[f"{rule.name}|{series_id(key)}"] = name
+                open_items = {o.dedup_key: o for o in await store.open_items(keys)}
+                for dedup_key, name in keys.items():
+                    existing = open_items.get(dedup_key)
+                    if name in reported:
+                        if existing is not None:
+                            evaluation.resolved.append(existing)
+                        continue
+                    if existing is not None or name not in earlier:
+                        continue
+                    last_seen = next(
+                        (j for j in before if any(m.metric == name for m in j.measurements)),
+                        None,
+                    )
+                    metric = metrics.get(name)
+                    item = AlertItem(
+                        dedup_key=dedup_key,
+                        metric=name,
+                        unit=metric.unit if metric else "",
+                        dataset=dataset,
+                        filter=filter_,
+                        instrument=latest.context.instrument,
+                        branch=branch,
+                        builds_missing=rule.builds,
+                        commit_before=last_seen.context.commit if last_seen else None,
+                        commit_after=latest.context.commit,
+                        job_id=latest.id,
+                        summary=f"missing from the last {rule.builds} builds",
+                    )
+                    evaluation.findings.append(
+                        Finding(rule, dedup_key, item, latest.context.commit, latest.id)
+                    )
+            await self._apply(session, evaluation, now)
+
+    # --- applying an evaluation ------------------------------------------------------------
+
+    async def _apply(self, session: AsyncSession, evaluation: _Evaluation, now: datetime) -> None:
+        store = AlertStore(session)
+        touched: set[int] = set()
+        for existing, item in evaluation.updates:
+            if existing.item != item:
+                await store.update_item(existing.id, item)
+                touched.add(existing.alert_id)
+        if evaluation.resolved:
+            done = await store.resolve_items([o.id for o in evaluation.resolved], now)
+            for alert_id in done:
+                alert = await store.get(alert_id)
+                if alert is not None and not alert.silenced:
+                    rule = self.rules.get(alert.rule)
+                    await store.enqueue(
+                        alert_id,
+                        self._channels(rule),
+                        NotificationEvent.RESOLVED.value,
+                        now=now,
+                        due=now + self._group_wait,
+                    )
+        if evaluation.findings:
+            await self._raise(store, evaluation.findings, now)
+        if touched:
+            await store.touch(touched, now)
+        if evaluation.resolved or evaluation.findings:
+            self._wake()
+
+    async def _raise(self, store: AlertStore, findings: Sequence[Finding], now: datetime) -> None:
+        cooling: set[str] = set()
+        for finding in findings:
+            if finding.rule.cooldown_s > 0:
+                since = now - timedelta(seconds=finding.rule.cooldown_s)
+                cooling |= await store.cooling([finding.cooldown_key], since)
+        silences = await store.silences(now)
+        groups: dict[str, list[Finding]] = {}
+        for finding in findings:
+            if finding.cooldown_key in cooling:
+                log.info("alert in cooldown", key=finding.cooldown_key)
+                continue
+            item = finding.item
+            where = f"pr:{item.pr}" if item.pr is not None else (item.branch or "")
+            group_key = f"{finding.rule.name}|{where}|{finding.commit or finding.job_id}"
+            groups.setdefault(group_key, []).append(finding)
+        for group_key, group in groups.items():
+            await self._raise_group(store, group_key, group, silences, now)
+
+    async def _raise_group(
+        self,
+        store: AlertStore,
+        group_key: str,
+        group: Sequence[Finding],
+        silences: Sequence[Silence],
+        now: datetime,
+    ) -> None:
+        rule = group[0].rule
+        channels = self._channels(rule)
+        alert_id = await store.active_group(group_key)
+        if alert_id is None:
+            first = group[0]
+            job = await store.job(first.job_id) if first.job_id is not None else None
+            silenced = all(any(s.matches(rule.name, f.item) for s in silences) for f in group)
+            context = job.context if job else None
+            alert_id = await store.create(
+                rule=rule.name,
+                kind=rule.kind,
+                group_key=group_key,
+                title=alert_title(rule.kind, [f.item for f in group], first.item.pr),
+                now=now,
+                branch=first.item.branch,
+                pr=first.item.pr,
+                commit=first.commit,
+                job_id=first.job_id,
+                repository=context.repository if context else None,
+                ci_url=(context.ci_url or context.build_url) if context else None,
+                pr_url=context.pr_url if context else None,
+                silenced=silenced,
+            )
+            for finding in group:
+                await store.add_item(alert_id, finding.item, finding.cooldown_key, now)
+            if not silenced:
+                await store.enqueue(
+                    alert_id,
+                    channels,
+                    NotificationEvent.OPENED.value,
+                    now=now,
+                    due=now + self._group_wait,
+                )
+            log.info(
+                "alert raised",
+                alert=alert_id,
+                rule=rule.name,
+                items=len(group),
+                silenced=silenced,
+            )
+            return
+        for finding in group:
+            await store.add_item(alert_id, finding.item, finding.cooldown_key, now)
+        alert = await store.get(alert_id)
+        assert alert is not None
+        await store.retitle(alert_id, alert_title(rule.kind, alert.open_items, alert.pr), now)
+        if not alert.silenced:
+            pending = await store.pending_channels(alert_id)
+            late = [c for c in channels if c not in pending]
+            if late:
+                await store.enqueue(
+                    alert_id,
+                    late,
+                    NotificationEvent.UPDATED.value,
+                    now=now,
+                    due=now + self._group_wait,
+                )
+
+    def _channels(self, rule: Rule | None) -> list[str]:
+        wanted = rule.channels if rule is not None else SERIES_CHANNELS
+        return [c for c in wanted if c in self.channels and c in SERIES_CHANNELS]
+
+    def _wake(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
+
+    # --- a change's triage ------------------------------------------------------------------
+
+    async def change_status_changed(
+        self, session: AsyncSession, change_id: int, status: str, now: datetime
+    ) -> None:
+        """An accepted change resolves the items it raised (inside the triage transaction)."""
+        if status != "accepted":
+            return
+        items = await AlertStore(session).open_items_of_change(change_id)
+        if items:
+            await self._apply(session, _Evaluation(resolved=items), now)
+
+    # --- reading and triage -----------------------------------------------------------------
+
+    async def list_alerts(
+        self, where: AlertFilter, *, after: tuple[datetime, int] | None, limit: int
+    ) -> list[Alert]:
+        async with self._sessionmaker() as session:
+            return await AlertStore(session).search(where, after=after, limit=limit)
+
+    async def get(self, alert_id: int) -> tuple[Alert, list[dict[str, Any]]]:
+        """An alert and its delivery record.  Raises ``NotFoundError``."""
+        async with self._sessionmaker() as session:
+            store = AlertStore(session)
+            alert = await store.get(alert_id)
+            if alert is None:
+                raise NotFoundError(f"no alert {alert_id}", location=["path", "alert_id"])
+            return alert, await store.notifications(alert_id)
+
+    async def set_state(
+        self,
+        alert_id: int,
+        state: AlertState,
+        note: str | None,
+        *,
+        allowed_packages: Collection[str] | None = None,
+    ) -> Alert:
+        """Acknowledge, invalidate or resolve an alert.
+
+        Raises:
+            NotFoundError: no such alert.
+            PermissionDeniedError: it is about a package outside ``allowed_packages``.
+            InvalidInputError: acknowledging an alert that is closed already.
+        """
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session, session.begin():
+            store = AlertStore(session)
+            alert = await store.get(alert_id)
+            if alert is None:
+                raise NotFoundError(f"no alert {alert_id}", location=["path", "alert_id"])
+            check_packages({i.metric.partition(".")[0] for i in alert.items}, allowed_packages)
+            if state is AlertState.ACKNOWLEDGED and not alert.state.active:
+                raise InvalidInputError(
+                    f"alert {alert_id} is {alert.state.value}; only an open alert can be "
+                    "acknowledged",
+                    location=["path", "alert_id"],
+                )
+            await store.set_state(alert_id, state, note, now)
+            if state is AlertState.RESOLVED and alert.state.active and not alert.silenced:
+                await store.enqueue(
+                    alert_id,
+                    self._channels(self.rules.get(alert.rule)),
+                    NotificationEvent.RESOLVED.value,
+                    now=now,
+                    due=now,
+                )
+                self._wake()
+            updated = await store.get(alert_id)
+        assert updated is not None
+        return updated
+
+    async def add_silence(
+        self,
+        *,
+        rule: str | None,
+        metric: str | None,
+        dataset: str | None,
+        branch: str | None,
+        pr: int | None,
+        ends_at: datetime,
+        reason: str,
+        created_by: str,
+    ) -> Silence:
+        now = datetime.now(UTC)
+        if ends_at <= now:
+            raise InvalidInputError(
+                "a silence must end in the future", location=["body", "ends_at"]
+            )
+        if rule is not None and self.rules.get(rule) is None:
+            raise InvalidInputError(
+                f"no alert rule {rule!r} (GET /api/v1/alert-rules lists them)",
+                location=["body", "rule"],
+            )
+        async with self._sessionmaker() as session, session.begin():
+            return await AlertStore(session).add_silence(
+                rule=rule,
+                metric=metric,
+                dataset=dataset,
+                branch=branch,
+                pr=pr,
+                reason=reason,
+                created_by=created_by,
+                now=now,
+                ends_at=ends_at,
+            )
+
+    async def silences(self, *, active: bool) -> list[Silence]:
+        async with self._sessionmaker() as session:
+            return await AlertStore(session).silences(datetime.now(UTC) if active else None)
+
+    async def end_silence(self, silence_id: int) -> Silence:
+        async with self._sessionmaker() as session, session.begin():
+            found = await AlertStore(session).end_silence(silence_id, datetime.now(UTC))
+        if found is None:
+            raise NotFoundError(f"no silence {silence_id}", location=["path", "silence_id"])
+        return found
+
+
+def _time(time_ns: int) -> datetime:
+    return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC)
+
+
+def _pr_item(
+    dedup_key: str, c: MetricComparison, number: int, target: str, job: StoredJob | None
+) -> AlertItem:
+    comparison = c.comparison
+    sign = "+" if (comparison.delta or 0) > 0 else ""
+    pct = f" ({sign}{comparison.delta_pct:.1f} %)" if comparison.delta_pct is not None else ""
+    sigma = f", {abs(comparison.delta_sigma):.1f} σ" if comparison.delta_sigma is not None else ""
+    if comparison.outcome is Outcome.MISSING:
+        summary = f"not reported (base {comparison.base_mean:.4g} {c.unit})"
+    else:
+        summary = (
+            f"{comparison.base_mean or 0:.4g} → {comparison.head_value or 0:.4g} {c.unit}"
+            f"{pct}{sigma} against {comparison.base_n} {target} builds"
+        )
+    return AlertItem(
+        dedup_key=dedup_key,
+        metric=c.metric,
+        unit=c.unit,
+        dataset=c.dataset,
+        filter=c.filter,
+        instrument=job.context.instrument if job else None,
+        branch=job.context.branch if job else None,
+        pr=number,
+        value=_finite(comparison.head_value),
+        before=_finite(comparison.base_mean),
+        after=_finite(comparison.head_value),
+        delta=_finite(comparison.delta),
+        delta_pct=_finite(comparison.delta_pct),
+        delta_sigma=_finite(comparison.delta_sigma),
+        sigma=_finite(comparison.base_std),
+        level_before=_fmt_level(c.base_level),
+        level_after=_fmt_level(c.head_level),
+        commit_before=job.context.base_commit if job else None,
+        commit_after=job.context.commit if job else None,
+        compare_url=compare_url(
+            job.context.repository if job else None,
+            job.context.base_commit if job else None,
+            job.context.commit if job else None,
+        ),
+        job_id=c.head_job,
+        summary=summary.strip(),
+    )
+
+
+def _summary(
+    number: int,
+    head: StoredJob,
+    head_jobs: Sequence[StoredJob],
+    compared: Sequence[MetricComparison],
+    baseline: Sequence[str],
+) -> PullRequestSummary | None:
+    """What GitHub shows of a pull request's build (None without a GitHub repository)."""
+    repository = github_base(head.context.repository) or github_base(head.context.pr_url)
+    if repository is None or not head.context.commit:
+        return None
+    counts = {outcome: 0 for outcome in Outcome}
+    for c in compared:
+        counts[c.comparison.outcome] += 1
+    jobs = {job.id: job for job in head_jobs}
+    worst = tuple(
+        _pr_item(
+            f"pr:{number}|{c.metric}|{c.dataset or ''}|{c.filter or ''}",
+            c,
+            number,
+            "main",
+            jobs.get(c.head_job),
+        )
+        for c in compared
+        if c.comparison.outcome in (Outcome.REGRESSED, Outcome.MISSING)
+    )[:50]
+    return PullRequestSummary(
+        repository=repository,
+        pr=number,
+        head_sha=head.context.commit,
+        job_id=head.id,
+        regressed=counts[Outcome.REGRESSED],
+        improved=counts[Outcome.IMPROVED],
+        missing=counts[Outcome.MISSING],
+        compared=len(compared),
+        baseline="; ".join(baseline),
+        worst=worst,
+        pr_url=head.context.pr_url,
+    )
+
+
+def summary_document(summary: PullRequestSummary) -> dict[str, Any]:
+    data = {
+        name: getattr(summary, name)
+        for name in PullRequestSummary.__dataclass_fields__
+        if name != "worst"
+    }
+    data["worst"] = [
+        {"dedup_key": i.dedup_key, "state": i.state, **item_evidence(i)} for i in summary.worst
+    ]
+    return data
+
+
+def summary_from_document(data: Mapping[str, Any]) -> PullRequestSummary:
+    fields = {k: v for k, v in data.items() if k in PullRequestSummary.__dataclass_fields__}
+    fields["worst"] = tuple(
+        item_from_evidence(i["dedup_key"], i.get("state", "open"), i)
+        for i in data.get("worst") or ()
+    )
+    return PullRequestSummary(**fields)
+
+
+class AlertDispatcher:
+    """The background task that sends due notifications through the notifiers."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        notifiers: Mapping[str, Notifier],
+        links: Links,
+        *,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 300.0,
+        poll_s: float = 0.5,
+        lease_s: float = 60.0,
+        batch: int = 50,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._notifiers = dict(notifiers)
+        self._links = links
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._poll_s = poll_s
+        self._lease = timedelta(seconds=lease_s)
+        self._batch = batch
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="specwatch-alerts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def pending(self) -> int:
+        async with self._sessionmaker() as session:
+            return await AlertStore(session).undelivered()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception as error:
+                log.warning("alert delivery pass failed", error=str(error))
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self._poll_s)
+
+    async def drain(self, *, due_only: bool = False) -> int:
+        """Send every notification now, ignoring their due time unless ``due_only``; returns
+        how many were delivered (tests, CLI)."""
+        return await self.deliver_due(ignore_due=not due_only)
+
+    async def deliver_due(self, *, ignore_due: bool = False) -> int:
+        """One pass over what is due; returns how many were sent."""
+        delivered = 0
+        tried: set[int] = set()
+        while True:
+            horizon = datetime.max.replace(tzinfo=UTC) if ignore_due else datetime.now(UTC)
+            async with self._sessionmaker() as session:
+                due = await AlertStore(session).due(horizon, self._batch)
+            due = [n for n in due if n.id not in tried]
+            if not due:
+                return delivered
+            for notification in due:
+                tried.add(notification.id)
+                delivered += await self._deliver(notification) is True
+
+    async def _deliver(self, notification: DueNotification) -> bool | None:
+        """True: sent; False: deferred or failed; None: another worker has it."""
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session, session.begin():
+            store = AlertStore(session)
+            if not await store.claim(notification.id, now, self._lease):
+                return None
+            alert = await store.get(notification.alert_id) if notification.alert_id else None
+        notifier = self._notifiers.get(notification.channel)
+        message = Message(
+            event=NotificationEvent(notification.event),
+            delivery_id=f"specwatch-{notification.id}",
+            alert=alert,
+            summary=summary_from_document(notification.payload) if notification.payload else None,
+            links=self._links,
+        )
+        error: DeliveryError | None = None
+        if notifier is None:
+            error = DeliveryError(
+                f"channel {notification.channel} is not configured", permanent=True
+            )
+        elif not notifier.accepts(message):
+            error = DeliveryError(
+                f"channel {notification.channel} does not take {notification.event}",
+                permanent=True,
+            )
+        else:
+            try:
+                await notifier.send(message)
+            except DeliveryError as failed:
+                error = failed
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session, session.begin():
+            store = AlertStore(session)
+            if error is None:
+                await store.delivered(notification.id, now)
+                log.info(
+                    "alert notification sent",
+                    channel=notification.channel,
+                    notification_event=notification.event,
+                    alert=notification.alert_id,
+                )
+                return True
+            if error.permanent:
+                await store.fail(notification.id, now, str(error))
+                log.error(
+                    "alert notification refused; not retried",
+                    channel=notification.channel,
+                    error=str(error),
+                )
+                return False
+            backoff = min(
+                self._retry_max_s, self._retry_initial_s * 2.0 ** min(notification.attempts, 30)
+            )
+            delay = error.retry_after if error.retry_after is not None else backoff
+            await store.defer(notification.id, due=now + timedelta(seconds=delay), error=str(error))
+            log.warning(
+                "alert notification failed; will retry",
+                channel=notification.channel,
+                error=str(error),
+                retry_in_s=round(delay, 3),
+            )
+            return False
+
+
+def load_rules(settings: Settings) -> RuleSet:
+    """The rules of ``SPECWATCH_ALERT_RULES``, else the default ones.
+
+    Raises:
+        DefinitionError: the file is malformed (naming the rule and field); InvalidInputError:
+        it cannot be read.
+    """
+    path = settings.alert_rules
+    if path is None:
+        return default_rules()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"SPECWATCH_ALERT_RULES: cannot read {path}: {error}") from None
+    return parse_rules(text, source=str(path), limits=settings.document_limits)
+
+
+def notifiers_of(
+    settings: Settings, client: httpx.AsyncClient
+) -> tuple[dict[str, Notifier], Links]:
+    """The configured channels' notifiers, and where messages link to."""
+    notifiers: dict[str, Notifier] = {}
+    if settings.slack_webhook_url is not None:
+        notifiers["slack"] = SlackNotifier(settings.slack_webhook_url.get_secret_value(), client)
+    if settings.alert_webhook_url:
+        secret = settings.alert_webhook_secret
+        notifiers["webhook"] = WebhookNotifier(
+            settings.alert_webhook_url, secret.get_secret_value() if secret else None, client
+        )
+    if settings.github_token is not None:
+        notifiers["github"] = GitHubNotifier(
+            settings.github_api_url.rstrip("/"), settings.github_token.get_secret_value(), client
+        )
+    base = settings.public_url.rstrip("/") + "/dashboard/" if settings.public_url else None
+    return notifiers, Links(dashboard=base)
