@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "outbox_pending": await context.deliverer.pending(),
                 # Series waiting for change detection (after ingests or a definition change).
                 "detection_pending": context.detection.pending if context.detection else 0,
+                "alerts_unsent": await context.dispatcher.pending() if context.dispatcher else 0,
             }
         )
 

@@ -90,6 +90,7 @@ class Health(Model):
     series_store: str
     outbox_pending: int = Field(description="Jobs whose points wait for the series store")
     detection_pending: int = Field(description="Series waiting for change detection")
+    alerts_unsent: int = Field(description="Alert notifications not delivered yet")
 
 
 class JobCreated(Model):

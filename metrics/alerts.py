@@ -64,6 +64,7 @@ class NotificationEvent(enum.StrEnum):
     UPDATED = "updated"  # items added to an alert already sent
     RESOLVED = "resolved"  # every item back to normal (or the alert resolved by a person)
     PR_SUMMARY = "pr_summary"  # GitHub: the comparison of a pull-request build (status, comment)
+    RERUN = "rerun"  # GitHub: ask CI to rerun the build of a suspected change
     TEST = "test"  # ``specwatch alerts test``
 
 
@@ -466,7 +467,6 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
     """Which alerts a list shows."""
-
 
     state: str | None = None  # None: any; "active": open or acknowledged
     rule: str | None = None

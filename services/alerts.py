@@ -116,6 +116,7 @@ class _Evaluation:
     findings: list[Finding] = field(default_factory=list)
     updates: list[tuple[OpenItem, AlertItem]] = field(default_factory=list)
     resolved: list[OpenItem] = field(default_factory=list)
+    reruns: list[tuple[Rule, SeriesKey, ChangeRecord]] = field(default_factory=list)
 
 
 def _fmt_level(level: Level | None) -> str | None:
@@ -214,8 +215,14 @@ class AlertService:
                 continue
             at = position.get(change.job_id)
             confirming = len(series) - at if at is not None else 0
-            if rule.confirm is None or confirming >= rule.confirm:
+            if (
+                rule.confirm is None
+                or confirming >= rule.confirm
+                or (at is not None and _rerun_agrees(series, at, change))
+            ):
                 wanted.append((change, confirming))
+            elif rule.rerun:
+                evaluation.reruns.append((rule, key, change))
         open_items = await store.open_items([cooldown_key])
         by_change = {change.id: (change, n) for change, n in wanted}
         linked = {o.change_id for o in open_items}
@@ -245,6 +252,50 @@ class AlertService:
             evaluation.findings.append(
                 Finding(rule, cooldown_key, fresh, change.commit_after, change.job_id)
             )
+
+    async def _request_reruns(
+        self,
+        store: AlertStore,
+        reruns: Sequence[tuple[Rule, SeriesKey, ChangeRecord]],
+        now: datetime,
+    ) -> None:
+        """Ask CI (GitHub ``repository_dispatch``) to build a suspected change's commit again,
+        once per change: the alert then waits for the rerun to agree (or for ``confirm``
+        builds)."""
+        if "github" not in self.channels:
+            return
+        for rule, key, change in reruns:
+            dedup_key = f"rerun|{rule.name}|{series_id(key)}|{change.job_id}"
+            if await store.requested(dedup_key):
+                continue
+            job = await store.job(change.job_id)
+            repository = github_base(job.context.repository) if job else None
+            if job is None or repository is None:
+                continue
+            payload = {
+                "repository": repository,
+                "commit": change.commit_after,
+                "branch": key.branch,
+                "job_id": change.job_id,
+                "ci_name": job.context.ci_name,
+                "ci_id": job.context.ci_id,
+                "ci_url": job.context.ci_url or job.context.build_url,
+                "metric": key.metric,
+                "dataset": key.dataset or None,
+                "filter": key.filter or None,
+                "change_id": change.id,
+                "rule": rule.name,
+            }
+            await store.enqueue(
+                None,
+                ["github"],
+                NotificationEvent.RERUN.value,
+                now=now,
+                due=now,
+                payload=payload,
+                dedup_key=dedup_key,
+            )
+            log.info("rerun requested", metric=key.metric, commit=change.commit_after)
 
     async def _change_item(
         self,
@@ -629,9 +680,11 @@ class AlertService:
                     )
         if evaluation.findings:
             await self._raise(store, evaluation.findings, now)
+        if evaluation.reruns:
+            await self._request_reruns(store, evaluation.reruns, now)
         if touched:
             await store.touch(touched, now)
-        if evaluation.resolved or evaluation.findings:
+        if evaluation.resolved or evaluation.findings or evaluation.reruns:
             self._wake()
 
     async def _raise(self, store: AlertStore, findings: Sequence[Finding], now: datetime) -> None:
@@ -845,6 +898,21 @@ class AlertService:
         return found
 
 
+def _rerun_agrees(series: Series, at: int, change: ChangeRecord) -> bool:
+    """Whether a later build of the change's own commit (a rerun) lies nearer the new level
+    than the old one: the change is in the code, not in the machine that built it."""
+    for j in range(at + 1, len(series)):
+        value = series.value[j]
+        if (
+            series.commit[j] == change.commit_after
+            and value is not None
+            and math.isfinite(value)
+            and abs(value - change.after) < abs(value - change.before)
+        ):
+            return True
+    return False
+
+
 def _time(time_ns: int) -> datetime:
     return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC)
 
@@ -1039,11 +1107,20 @@ class AlertDispatcher:
             event=NotificationEvent(notification.event),
             delivery_id=f"specwatch-{notification.id}",
             alert=alert,
-            summary=summary_from_document(notification.payload) if notification.payload else None,
+            summary=summary_from_document(notification.payload)
+            if notification.payload and notification.event == NotificationEvent.PR_SUMMARY
+            else None,
             links=self._links,
         )
         error: DeliveryError | None = None
-        if notifier is None:
+        rerun = message.event is NotificationEvent.RERUN
+        if rerun and isinstance(notifier, GitHubNotifier) and notification.payload:
+            try:
+                payload = dict(notification.payload)
+                await notifier.dispatch_rerun(str(payload["repository"]), payload)
+            except DeliveryError as failed:
+                error = failed
+        elif notifier is None:
             error = DeliveryError(
                 f"channel {notification.channel} is not configured", permanent=True
             )

@@ -378,8 +378,142 @@ def demo(settings: Settings, seed: int) -> None:
     """Load the seeded demo history (idempotent: loading twice changes nothing)."""
     from specwatch.services.demo import load_demo
 
-    report = _with_context(settings, lambda c: load_demo(c, seed=seed), background=True)
+    async def load(context: Any) -> Any:
+        report = await load_demo(context, seed=seed)
+        if context.dispatcher is not None and context.alerts().channels:
+            await context.dispatcher.drain()  # the demo's alerts, now rather than at the next start
+        return report
+
+    report = _with_context(settings, load, background=True)
     click.echo(
         f"demo: {report.metrics} metrics, {report.specs} specs, {report.jobs_created} jobs "
         f"created, {report.jobs_existing} already there; {report.changes} change points"
     )
+
+
+# --- background work and alerts ------------------------------------------------------------------
+
+
+@main.command()
+@pass_settings
+@_one_line_errors
+def worker(settings: Settings) -> None:
+    """Run the background work without the API: deliver points to the series store, detect
+    changes, raise and send alerts (run several for scale-out; SIGTERM stops)."""
+    import signal
+
+    _check_schema(settings)
+
+    async def run(context: Any) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        channels = sorted(context.alerts().channels) or ["none"]
+        click.echo(f"specwatch worker: alert channels {', '.join(channels)} (Ctrl-C stops)")
+        await stop.wait()
+
+    _with_context(settings, run, background=True)
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts: check the channels, list the rules and the open alerts."""
+
+
+@alerts.command("test")
+@click.option(
+    "--channel",
+    type=click.Choice(["slack", "webhook", "github"]),
+    required=True,
+    help="The channel to send a sample message to.",
+)
+@pass_settings
+@_one_line_errors
+def alerts_test(settings: Settings, channel: str) -> None:
+    """Send a sample alert through a channel, so an operator can check the set-up."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from specwatch.alerts.base import sample_message
+    from specwatch.exceptions import InvalidInputError
+    from specwatch.services.alerts import notifiers_of
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=settings.influxdb_timeout_s) as client:
+            notifiers, links = notifiers_of(settings, client)
+            notifier = notifiers.get(channel)
+            if notifier is None:
+                setting = {
+                    "slack": "SPECWATCH_SLACK_WEBHOOK_URL",
+                    "webhook": "SPECWATCH_ALERT_WEBHOOK_URL",
+                    "github": "SPECWATCH_GITHUB_TOKEN",
+                }[channel]
+                raise InvalidInputError(f"the {channel} channel is off: set {setting}")
+            await notifier.send(sample_message(datetime.now(UTC), links))
+
+    _run(run())
+    click.echo(f"alerts test: a sample message was sent to {channel}")
+
+
+@alerts.command("rules")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Check this rules file instead of SPECWATCH_ALERT_RULES.",
+)
+@pass_settings
+@_one_line_errors
+def alerts_rules(settings: Settings, path: Path | None) -> None:
+    """Check and print the alert rules in force (or those of a file)."""
+    from specwatch.services.alerts import load_rules
+
+    rules = load_rules(settings.model_copy(update={"alert_rules": path}) if path else settings)
+    click.echo(f"{rules.source}: {len(rules.rules)} rules")
+    for rule in rules.rules:
+        scope = ", ".join(
+            f"{name}={','.join(values)}"
+            for name, values in (
+                ("packages", rule.packages),
+                ("metrics", rule.metrics),
+                ("tags", rule.tags),
+                ("datasets", rule.datasets),
+                ("branches", rule.branches or ("main",)),
+            )
+            if values
+        )
+        state = "" if rule.enabled else " (disabled)"
+        click.echo(f"  {rule.name}: {rule.kind.value}{state} → {','.join(rule.channels)}; {scope}")
+    if rules.monitor_only:
+        click.echo(f"  monitor only: {', '.join(rules.monitor_only)}")
+
+
+@alerts.command("list")
+@click.option(
+    "--state",
+    type=click.Choice(["active", "open", "acknowledged", "invalid", "resolved", "all"]),
+    default="active",
+    show_default=True,
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@pass_settings
+@_one_line_errors
+def alerts_list(settings: Settings, state: str, limit: int) -> None:
+    """The latest alerts, one line each."""
+    from specwatch.metrics.alerts import AlertFilter
+    from specwatch.metrics.formatting import format_utc
+
+    where = AlertFilter(state=None if state == "all" else state)
+    found = _with_context(
+        settings, lambda c: c.alerts().list_alerts(where, after=None, limit=limit)
+    )
+    for alert in found:
+        click.echo(
+            f"#{alert.id}  {format_utc(alert.created_at)}  {alert.state.value:<12}  "
+            f"{alert.rule}: {alert.title}"
+        )
+    if not found:
+        click.echo(f"no {state} alerts")

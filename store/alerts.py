@@ -391,6 +391,7 @@ class AlertStore:
         now: datetime,
         due: datetime,
         payload: dict[str, Any] | None = None,
+        dedup_key: str | None = None,
     ) -> None:
         for channel in channels:
             self._session.add(
@@ -399,6 +400,7 @@ class AlertStore:
                     channel=channel,
                     event=event,
                     payload=payload,
+                    dedup_key=dedup_key,
                     created_at=now,
                     due_at=due,
                     attempts=0,
@@ -409,6 +411,13 @@ class AlertStore:
                 )
             )
         await self._session.flush()
+
+    async def requested(self, dedup_key: str) -> bool:
+        """Whether a once-only request (a rerun) was queued already."""
+        found = await self._session.scalar(
+            select(SQLAlertNotification.id).where(SQLAlertNotification.dedup_key == dedup_key)
+        )
+        return found is not None
 
     async def pending_channels(self, alert_id: int) -> set[str]:
         """Channels with a message of this alert not sent yet (it will show the new items)."""

@@ -382,13 +382,15 @@ class SQLAlertNotification(Base):
     __table_args__ = (
         Index("ix_alert_notification_due", "delivered_at", "failed_at", "due_at"),
         Index("ix_alert_notification_alert", "alert_id", "channel"),
+        Index("ix_alert_notification_key", "dedup_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alert_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("alert.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
     event: Mapped[str] = mapped_column(String(20))
-    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)  # a pull request's summary
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)  # a summary, a rerun request
+    dedup_key: Mapped[str | None] = mapped_column(String(2000))  # a request made only once
     created_at: Mapped[datetime]
     due_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
