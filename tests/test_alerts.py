@@ -45,6 +45,7 @@ DEFINITIONS = {
     ),
 }
 TOKEN = "ghp_test"
+WEBHOOK_KEY = "webhook-key"
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Fakes:
 
 @pytest.fixture
 def fakes() -> Iterator[Fakes]:
-    with FakeSlack() as slack, FakeGitHub(TOKEN) as github, FakeWebhook("s3cret") as webhook:
+    with FakeSlack() as slack, FakeGitHub(TOKEN) as github, FakeWebhook(WEBHOOK_KEY) as webhook:
         yield Fakes(slack, github, webhook)
 
 
@@ -530,7 +531,7 @@ async def test_the_webhook_gets_signed_json(sqlite_url: str, fakes: Fakes) -> No
         Stack("sqlite", _settings(sqlite_url), None),
         fakes,
         alert_webhook_url=fakes.webhook.url + "/hook",
-        alert_webhook_secret="s3cret",
+        alert_webhook_secret=WEBHOOK_KEY,
         slack_webhook_url=None,
     )
     context = await ProcessContext.open(settings, background=False)
@@ -543,7 +544,7 @@ async def test_the_webhook_gets_signed_json(sqlite_url: str, fakes: Fakes) -> No
     finally:
         await context.close()
     [request] = fakes.webhook.requests
-    assert request.headers["X-Specwatch-Signature-256"] == sign("s3cret", request.body)
+    assert request.headers["X-Specwatch-Signature-256"] == sign(WEBHOOK_KEY, request.body)
     assert request.headers["X-Specwatch-Event"] == "opened"
     document = request.json()
     assert document["alert"]["rule"] == "spec-level"
