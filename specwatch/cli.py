@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import click
 
 from specwatch.collectors.cli import LazyGroup
-from specwatch.exceptions import SpecwatchError
+from specwatch.exceptions import ClientError, SpecwatchError
 
 if TYPE_CHECKING:
     from specwatch.config import Settings
@@ -30,7 +30,7 @@ def _one_line_errors(function: Callable[P, T]) -> Callable[P, T]:
             return function(*args, **kwargs)
         except SpecwatchError as error:
             click.echo(f"specwatch: error: {error}", err=True)
-            sys.exit(2 if getattr(error, "status", 500) < 500 else 1)
+            sys.exit(2 if isinstance(error, ClientError) else 1)
 
     return wrapper
 
