@@ -563,10 +563,12 @@ class AlertRuleList(Model):
 class SilenceRequest(Request):
     """What to silence (at least one matcher) and until when."""
 
-    rule: Text | None = Field(None, max_length=100)
-    metric: Text | None = Field(None, max_length=METRIC_CHARS, description="Name or pattern")
-    dataset: Text | None = Field(None, max_length=LABEL_CHARS)
-    branch: Text | None = Field(None, max_length=LABEL_CHARS)
+    rule: Text | None = Field(None, min_length=1, max_length=100)
+    metric: Text | None = Field(
+        None, min_length=1, max_length=METRIC_CHARS, description="Name or pattern"
+    )
+    dataset: Text | None = Field(None, min_length=1, max_length=LABEL_CHARS)
+    branch: Text | None = Field(None, min_length=1, max_length=LABEL_CHARS)
     pr: int | None = Field(None, ge=1, le=INT32_MAX)
     duration: Text | None = Field(
         None, max_length=40, description="How long: 90m, 6h, 2d (or ends_at)"

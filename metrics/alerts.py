@@ -32,7 +32,15 @@ from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from specwatch.exceptions import DefinitionError
 
@@ -99,19 +107,19 @@ class _RuleModel(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     kind: AlertKind
     description: str = Field("", max_length=1000)
-    enabled: bool = True
+    enabled: StrictBool = True
     packages: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()  # full names or fnmatch patterns (validate_drp.PA*)
     tags: tuple[str, ...] = ()  # a metric with any of these tags
     datasets: tuple[str, ...] = ()
     branches: tuple[str, ...] | None = None  # None: main (series kinds), or any PR target
     channels: tuple[Channel, ...] = CHANNELS
-    confirm: int | None = Field(None, ge=1, le=100)
+    confirm: StrictInt | None = Field(None, ge=1, le=100)
     cooldown: float = 3600.0
     levels: tuple[Level, ...] = (Level.DESIGN, Level.MINIMUM)
-    builds: int = Field(3, ge=1, le=100)  # stale: builds without the metric
-    include_missing: bool = False  # pr_regression: a metric the PR build stopped reporting
-    rerun: bool = False  # regression: ask CI to rerun a suspected change's build first
+    builds: StrictInt = Field(3, ge=1, le=100)  # stale: builds without the metric
+    include_missing: StrictBool = False  # pr_regression: a metric the PR build stopped reporting
+    rerun: StrictBool = False  # regression: ask CI to rerun a suspected change's build first
 
     @field_validator("cooldown", mode="before")
     @classmethod
@@ -288,6 +296,9 @@ def parse_rules(
     rules = document.get("rules")
     if rules is not None and not isinstance(rules, list):
         raise DefinitionError(f"{source}: 'rules' must be a list")
+    for index, item in enumerate(rules or []):
+        if not isinstance(item, Mapping):
+            raise DefinitionError(f"{source}: rules[{index}]: a rule is a mapping (name, kind, …)")
     merged = dict(document)
     merged["rules"] = [
         {**defaults, **item} if isinstance(item, Mapping) else item for item in rules or []

@@ -367,7 +367,7 @@ class AlertStore:
         if note is not None:
             row.note = note
         if state in (AlertState.RESOLVED, AlertState.INVALID):
-            row.resolved_at = now
+            row.resolved_at = row.resolved_at or now  # the first closing time stays
             await self._session.execute(
                 update(SQLAlertItem)
                 .where(SQLAlertItem.alert_id == alert_id, SQLAlertItem.state == "open")

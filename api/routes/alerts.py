@@ -244,7 +244,11 @@ async def list_silences(context: Context, active: bool = True) -> FastJSONRespon
     return FastJSONResponse({"silences": [silence_view(s, now) for s in silences]})
 
 
+MAX_SILENCE = timedelta(days=366)
+
+
 def _ends_at(body: schemas.SilenceRequest, now: datetime) -> datetime:
+    """When the silence ends: within (now, now + 366 days]."""
     if (body.duration is None) == (body.ends_at is None):
         raise InvalidInputError(
             "give either duration (like 6h) or ends_at (RFC 3339), not both",
@@ -252,9 +256,14 @@ def _ends_at(body: schemas.SilenceRequest, now: datetime) -> datetime:
         )
     if body.duration is not None:
         try:
-            return now + timedelta(seconds=parse_duration(body.duration))
+            seconds = parse_duration(body.duration)
         except ValueError as error:
             raise InvalidInputError(str(error), location=["body", "duration"]) from None
+        if seconds <= 0:
+            raise InvalidInputError(
+                "a silence must last more than 0 s", location=["body", "duration"]
+            )
+        return now + timedelta(seconds=seconds)
     assert body.ends_at is not None
     try:
         moment = datetime.fromisoformat(body.ends_at)
@@ -263,7 +272,17 @@ def _ends_at(body: schemas.SilenceRequest, now: datetime) -> datetime:
             f"ends_at {body.ends_at!r} is not an RFC 3339 date-time",
             location=["body", "ends_at"],
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        too_late = moment > now + MAX_SILENCE
+    except OverflowError:  # past the year 9999 in UTC
+        too_late = True
+    if too_late:
+        raise InvalidInputError(
+            "a silence lasts at most 366 days (end it, or make a new one, later)",
+            location=["body", "ends_at"],
+        )
+    return moment
 
 
 @router.post(
