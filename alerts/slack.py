@@ -308,6 +308,15 @@ def _measure(kind: AlertKind, item: AlertItem) -> list[str]:
         if item.confirming_builds:
             plural = "s" if item.confirming_builds != 1 else ""
             lines.append(f"Confirmed by {item.confirming_builds} build{plural}")
+        if item.threshold is not None:
+            operator = f"{escape(item.operator)} " if item.operator else ""
+            spec = f"{escape(item.spec)}: " if item.spec else ""
+            line = f"Spec {spec}{operator}{format_quantity(item.threshold, unit)}"
+            if item.level_before != item.level_after:
+                before = escape(item.level_before) if item.level_before else "below minimum"
+                after = escape(item.level_after) if item.level_after else "below minimum"
+                line += f"; level {before} → {after}"
+            lines.append(line)
     if not lines and item.summary:
         lines.append(escape(item.summary, 500))
     return lines
@@ -368,8 +377,10 @@ def context_section(alert: Alert, links: Links) -> SectionBlock:
     if commits:
         fields.append(f"*Commits*\n{commits}")
     if alert.job_id is not None or alert.ci_url:
-        label = f"job {alert.job_id}" if alert.job_id is not None else "CI"
-        fields.append(f"*Build*\n{link(alert.ci_url, label)}")
+        build = [link(alert.ci_url, "CI")] if safe_url(alert.ci_url) else []
+        if alert.job_id is not None:
+            build.append(link(links.job(alert.job_id), f"job {alert.job_id}"))
+        fields.append(f"*Build*\n{' · '.join(build)}")
     return SectionBlock(fields=tuple(fields))
 
 

@@ -58,7 +58,7 @@ from specwatch.metrics.alerts import (
 from specwatch.metrics.compare import Outcome
 from specwatch.metrics.model import Direction, Level, Metric, Specification
 from specwatch.metrics.records import ChangeRecord, SeriesKey, StoredJob
-from specwatch.metrics.verification import Status, highest_level, verify
+from specwatch.metrics.verification import Status, Verdict, highest_level, verify
 from specwatch.store.alerts import AlertStore, DueNotification, OpenItem
 from specwatch.store.changes import ChangeStore
 from specwatch.store.definitions import DefinitionStore
@@ -166,44 +166,71 @@ class AlertService:
             return
         evaluation = _Evaluation()
         store = AlertStore(session)
-        changes = ChangeStore(session)
-        jobs = JobStore(session)
-        for rule in regression:
-            for key, series, metric in watched:
-                if rule.matches_metric(key.metric, metric.tags) and rule.matches_context(
-                    key.dataset, key.branch
-                ):
-                    stored = await changes.of_series(key, since=_time(series.time_ns[0]))
-                    await self._regressions(
-                        store, jobs, rule, key, series, metric, stored, evaluation
-                    )
-        if spec_level:
-            definitions = DefinitionStore(session)
-            names = sorted({key.metric for key, _, _ in watched})
-            specs: dict[str, list[Specification]] = {}
-            for spec in await definitions.specs_for_metrics(names):
-                specs.setdefault(spec.metric_full_name, []).append(spec)
-            for rule in spec_level:
-                for key, series, metric in watched:
-                    if (
-                        key.metric in specs
-                        and rule.matches_metric(key.metric, metric.tags)
-                        and rule.matches_context(key.dataset, key.branch)
-                    ):
-                        await self._spec_levels(
-                            store, jobs, rule, key, series, metric, specs[key.metric], evaluation
-                        )
+        jobs = _JobCache(JobStore(session))
+        names = sorted({key.metric for key, _, _ in watched})
+        specs: dict[str, list[Specification]] = {}
+        for spec in await DefinitionStore(session).specs_for_metrics(names):
+            specs.setdefault(spec.metric_full_name, []).append(spec)
+        # What the rules need, read at once: a job's detection holds hundreds of series.
+        scoped = [
+            (rule, key, series, metric)
+            for rule in regression + spec_level
+            for key, series, metric in watched
+            if rule.matches_metric(key.metric, metric.tags)
+            and rule.matches_context(key.dataset, key.branch)
+            and (rule.kind is AlertKind.REGRESSION or key.metric in specs)
+        ]
+        if not scoped:
+            return
+        since = min(_time(series.time_ns[0]) for _, _, series, _ in scoped)
+        stored = await ChangeStore(session).of_series_many(
+            sorted(
+                {key for rule, key, _, _ in scoped if rule.kind is AlertKind.REGRESSION},
+                key=series_id,
+            ),
+            since=since,
+        )
+        cooldown_keys = [
+            f"{rule.name}|{series_id(key)}"
+            + ("" if rule.kind is AlertKind.REGRESSION else f"|{level.value}")
+            for rule, key, _, _ in scoped
+            for level in (rule.levels if rule.kind is AlertKind.SPEC_LEVEL else (Level.MINIMUM,))
+        ]
+        open_items: dict[str, list[OpenItem]] = {}
+        for item in await store.open_items(cooldown_keys):
+            open_items.setdefault(item.cooldown_key, []).append(item)
+        for rule, key, series, metric in scoped:
+            if rule.kind is AlertKind.REGRESSION:
+                first = _time(series.time_ns[0])
+                await self._regressions(
+                    store,
+                    jobs,
+                    rule,
+                    key,
+                    series,
+                    metric,
+                    [c for c in stored.get(key, []) if c.time >= first],
+                    open_items.get(f"{rule.name}|{series_id(key)}", []),
+                    specs.get(key.metric, []),
+                    evaluation,
+                )
+            else:
+                await self._spec_levels(
+                    jobs, rule, key, series, metric, specs[key.metric], open_items, evaluation
+                )
         await self._apply(session, evaluation, now)
 
     async def _regressions(
         self,
         store: AlertStore,
-        jobs: JobStore,
+        jobs: _JobCache,
         rule: Rule,
         key: SeriesKey,
         series: Series,
         metric: Metric,
         stored: Sequence[ChangeRecord],
+        open_items: Sequence[OpenItem],
+        specs: Sequence[Specification],
         evaluation: _Evaluation,
     ) -> None:
         cooldown_key = f"{rule.name}|{series_id(key)}"
@@ -223,7 +250,6 @@ class AlertService:
                 wanted.append((change, confirming))
             elif rule.rerun:
                 evaluation.reruns.append((rule, key, change))
-        open_items = await store.open_items([cooldown_key])
         by_change = {change.id: (change, n) for change, n in wanted}
         linked = {o.change_id for o in open_items}
         new = [(c, n) for c, n in wanted if c.id not in linked]
@@ -238,7 +264,7 @@ class AlertService:
         # whose change is gone (accepted, or no longer found) resolves.
         while orphans and new:
             change, n = new.pop(0)
-            fresh = await self._change_item(jobs, rule, key, change, n, metric)
+            fresh = await self._change_item(jobs, rule, key, change, n, metric, specs)
             evaluation.updates.append((orphans.pop(0), fresh))
         evaluation.resolved += orphans
         if not new:
@@ -246,7 +272,7 @@ class AlertService:
         keys = {f"{cooldown_key}|{change.id}" for change, _ in new}
         known = await store.known_dedup_keys(keys)
         for change, n in new:
-            fresh = await self._change_item(jobs, rule, key, change, n, metric)
+            fresh = await self._change_item(jobs, rule, key, change, n, metric, specs)
             if fresh.dedup_key in known:
                 continue  # raised before (and closed by a person): never twice
             evaluation.findings.append(
@@ -299,17 +325,17 @@ class AlertService:
 
     async def _change_item(
         self,
-        jobs: JobStore,
+        jobs: _JobCache,
         rule: Rule,
         key: SeriesKey,
         change: ChangeRecord,
         confirming: int,
         metric: Metric,
+        specs: Sequence[Specification],
     ) -> AlertItem:
-        ids = [i for i in (change.previous_job_id, change.job_id) if i is not None]
-        found = {job.id: job for job in await jobs.get_many(ids)}
-        before = found.get(change.previous_job_id) if change.previous_job_id else None
-        after = found.get(change.job_id)
+        before = await jobs.get(change.previous_job_id) if change.previous_job_id else None
+        after = await jobs.get(change.job_id)
+        spec = _spec_evidence(key.metric, metric.unit, specs, after, change.before, change.after)
         repository = next(
             (j.context.repository for j in (after, before) if j and j.context.repository), None
         )
@@ -346,6 +372,12 @@ class AlertService:
             delta_sigma=_finite(change.delta_sigma),
             sigma=_finite(change.sigma),
             confirming_builds=confirming,
+            threshold=spec.threshold,
+            operator=spec.operator,
+            spec=spec.spec,
+            requirements=spec.requirements,
+            level_before=spec.level_before,
+            level_after=spec.level_after,
             commit_before=change.commit_before,
             commit_after=change.commit_after,
             compare_url=compare_url(repository, change.commit_before, change.commit_after),
@@ -358,60 +390,56 @@ class AlertService:
 
     async def _spec_levels(
         self,
-        store: AlertStore,
-        jobs: JobStore,
+        jobs: _JobCache,
         rule: Rule,
         key: SeriesKey,
         series: Series,
         metric: Metric,
         specs: Sequence[Specification],
+        open_items: Mapping[str, Sequence[OpenItem]],
         evaluation: _Evaluation,
     ) -> None:
-        """A level lost on ``confirm`` builds in a row opens; as many back at it resolve."""
+        """A level lost on ``confirm`` builds in a row opens; as many back at it resolve.
+
+        Specs apply by the series' context (the latest job's metadata: the context is the
+        series' own).  Levels are computed from the newest build back, only as far as needed.
+        """
         confirm = rule.confirm or 2
         latest = await jobs.get(series.job_id[-1])
         if latest is None:
             return
         metadata = job_metadata(latest)
-        applicable = [
-            v
-            for v in verify({key.metric: (1.0, metric.unit)}, specs, metadata)
-            if v.level is not None
-        ]
-        if not applicable:
+        levels_present = {
+            v.level for v in verify({key.metric: (1.0, metric.unit)}, specs, metadata)
+        }
+        wanted = [level for level in rule.levels if level in levels_present]
+        if not wanted:
             return
-        levels_present = {v.level for v in applicable}
-        rank: list[int | None] = []
-        for value in series.value:
-            if value is None or not math.isfinite(value):
-                rank.append(None)
-                continue
-            verdicts = verify({key.metric: (value, metric.unit)}, specs, metadata)
-            level = highest_level(verdicts)
-            rank.append(level.rank if level is not None else 0)
-        measured = [r for r in rank if r is not None]
+
+        def rank(value: float) -> int:
+            level = highest_level(verify({key.metric: (value, metric.unit)}, specs, metadata))
+            return level.rank if level is not None else 0
+
+        measured = [i for i, v in enumerate(series.value) if v is not None and math.isfinite(v)]
         if len(measured) < confirm:
             return
-        last, earlier = measured[-confirm:], measured[:-confirm]
-        open_items = {
-            o.dedup_key: o
-            for o in await store.open_items(
-                [f"{rule.name}|{series_id(key)}|{level.value}" for level in rule.levels]
-            )
-        }
-        for level in rule.levels:
-            if level not in levels_present:
-                continue
+        last = [rank(series.value[i]) for i in measured[-confirm:]]  # type: ignore[arg-type]
+        earlier = measured[:-confirm]
+        for level in wanted:
             cooldown_key = f"{rule.name}|{series_id(key)}|{level.value}"
-            existing = open_items.get(cooldown_key)
+            existing = next(iter(open_items.get(cooldown_key, ())), None)
             lost = all(r < level.rank for r in last)
-            kept = all(r >= level.rank for r in last)
             if existing is not None:
-                if kept:
+                if all(r >= level.rank for r in last):
                     evaluation.resolved.append(existing)
                 continue
-            met_before = level is Level.MINIMUM or any(r >= level.rank for r in earlier)
-            if not (lost and met_before):
+            if not lost:
+                continue
+            met_before = level is Level.MINIMUM or any(
+                rank(series.value[i]) >= level.rank  # type: ignore[arg-type]
+                for i in reversed(earlier)
+            )
+            if not met_before:
                 continue
             spec_verdicts = [
                 v
@@ -898,6 +926,83 @@ class AlertService:
         return found
 
 
+class _JobCache:
+    """Jobs read once per evaluation (a group's series share their latest build)."""
+
+    def __init__(self, jobs: JobStore) -> None:
+        self._jobs = jobs
+        self._found: dict[int, StoredJob | None] = {}
+
+    async def get(self, job_id: int) -> StoredJob | None:
+        if job_id not in self._found:
+            self._found[job_id] = await self._jobs.get(job_id)
+        return self._found[job_id]
+
+
+@dataclass(frozen=True, slots=True)
+class _SpecEvidence:
+    threshold: float | None = None
+    operator: str | None = None
+    spec: str | None = None
+    requirements: tuple[str, ...] = ()
+    level_before: str | None = None
+    level_after: str | None = None
+
+
+def _spec_evidence(
+    metric: str,
+    unit: str,
+    specs: Sequence[Specification],
+    job: StoredJob | None,
+    before: float | None,
+    after: float | None,
+) -> _SpecEvidence:
+    """The specification a value is best judged against: the level it lost, else the one it
+    fails, else the highest it meets; and the levels before and after."""
+    if not specs or job is None or after is None or not math.isfinite(after):
+        return _SpecEvidence()
+    metadata = job_metadata(job)
+    verdicts = [v for v in verify({metric: (after, unit)}, specs, metadata) if v.level]
+    if not verdicts:
+        return _SpecEvidence()
+    level_after = highest_level(verdicts)
+    level_before = None
+    if before is not None and math.isfinite(before):
+        level_before = highest_level(verify({metric: (before, unit)}, specs, metadata))
+    return _pick_spec(verdicts, level_before, level_after)
+
+
+def _pick_spec(
+    verdicts: Sequence[Verdict], level_before: Level | None, level_after: Level | None
+) -> _SpecEvidence:
+    """Of a value's verdicts: the spec of the level it lost, else the lowest it fails, else
+    the highest it meets."""
+    verdicts = [v for v in verdicts if v.level is not None and v.measured]
+    if not verdicts:
+        return _SpecEvidence()
+    dropped = level_before is not None and (
+        level_after is None or level_after.rank < level_before.rank
+    )
+    failing = sorted(
+        (v for v in verdicts if v.status is Status.FAIL),
+        key=lambda v: v.level.rank if v.level else 0,
+    )
+    if dropped:
+        shown = next((v for v in verdicts if v.level == level_before), verdicts[0])
+    elif failing:
+        shown = failing[0]
+    else:
+        shown = max(verdicts, key=lambda v: v.level.rank if v.level else 0)
+    return _SpecEvidence(
+        shown.threshold,
+        shown.operator,
+        shown.spec,
+        shown.requirements,
+        _fmt_level(level_before),
+        _fmt_level(level_after),
+    )
+
+
 def _rerun_agrees(series: Series, at: int, change: ChangeRecord) -> bool:
     """Whether a later build of the change's own commit (a rerun) lies nearer the new level
     than the old one: the change is in the code, not in the machine that built it."""
@@ -931,6 +1036,7 @@ def _pr_item(
             f"{comparison.base_mean or 0:.4g} → {comparison.head_value or 0:.4g} {c.unit}"
             f"{pct}{sigma} against {comparison.base_n} {target} builds"
         )
+    spec = _pick_spec(c.specs, c.base_level, c.head_level)
     return AlertItem(
         dedup_key=dedup_key,
         metric=c.metric,
@@ -947,6 +1053,10 @@ def _pr_item(
         delta_pct=_finite(comparison.delta_pct),
         delta_sigma=_finite(comparison.delta_sigma),
         sigma=_finite(comparison.base_std),
+        threshold=spec.threshold,
+        operator=spec.operator,
+        spec=spec.spec,
+        requirements=spec.requirements,
         level_before=_fmt_level(c.base_level),
         level_after=_fmt_level(c.head_level),
         commit_before=job.context.base_commit if job else None,

@@ -105,6 +105,35 @@ class ChangeStore:
         rows = await self._session.execute(query)
         return [_record(change, unit) for change, unit in rows]
 
+    async def of_series_many(
+        self, keys: Sequence[SeriesKey], *, since: datetime
+    ) -> dict[SeriesKey, list[ChangeRecord]]:
+        """``of_series`` for many series: one query per context (a job's series share one)."""
+        contexts: dict[tuple[str, str, str, str], list[str]] = {}
+        for key in keys:
+            contexts.setdefault((key.dataset, key.filter, key.instrument, key.branch), []).append(
+                key.metric
+            )
+        found: dict[SeriesKey, list[ChangeRecord]] = {}
+        for (dataset, filter_, instrument, branch), metrics in contexts.items():
+            for start in range(0, len(metrics), 500):
+                query = (
+                    _with_unit()
+                    .where(
+                        SQLChange.metric.in_(metrics[start : start + 500]),
+                        SQLChange.dataset == dataset,
+                        SQLChange.filter == filter_,
+                        SQLChange.instrument == instrument,
+                        SQLChange.branch == branch,
+                        SQLChange.time >= since,
+                    )
+                    .order_by(SQLChange.time, SQLChange.id)
+                )
+                for change, unit in await self._session.execute(query):
+                    record = _record(change, unit)
+                    found.setdefault(record.key, []).append(record)
+        return found
+
     async def search(
         self, where: ChangeFilter, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[ChangeRecord]:

@@ -193,6 +193,8 @@ async def test_a_step_in_two_datasets_is_one_message_then_resolves_when_accepted
     assert "meas_algorithms" in text and "w.39" in text and "w.40" in text  # culprit
     assert "https://specwatch.example.org/dashboard/metric/al.PA1" in text
     assert "compare/" in text  # the commit range links GitHub's compare view
+    assert "Spec al.PA1.design: &lt;= 5 mmag" in text  # the value against its spec
+    assert "DMS-REQ-0275" in text
     [alert] = await alerts_of(lite)
     assert alert.rule == "regression" and len(alert.items) == 2
     assert {i.dataset for i in alert.items} == {"D", "E"}

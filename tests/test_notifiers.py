@@ -150,7 +150,8 @@ SAMPLE_PAYLOAD = {
                     "|4f2c9a1…9be07d3>"
                 ),
                 mrkdwn(
-                    "*Build*\n<https://github.com/lsst/validate_drp/actions/runs/1234|job 1234>"
+                    "*Build*\n<https://github.com/lsst/validate_drp/actions/runs/1234|CI> · "
+                    "<https://specwatch.example.org/dashboard/job/1234|job 1234>"
                 ),
             ],
         },
@@ -341,7 +342,8 @@ async def test_limits_hold_with_100_items_and_10k_character_names(
     }
     # the metric's and the build's URLs are over 3,000 characters: no links, no buttons
     assert "actions" not in [block["type"] for block in payload["blocks"]]
-    assert "*Build*\njob 1234" in [field["text"] for field in payload["blocks"][1]["fields"]]
+    build = f"*Build*\n<{DASHBOARD}job/1234|job 1234>"  # the CI's long URL left out
+    assert build in [field["text"] for field in payload["blocks"][1]["fields"]]
     assert len(payload["blocks"]) <= 50
     assert max(len(text) for text in texts(payload)) <= 3000
 
@@ -402,7 +404,7 @@ def test_only_http_urls_become_links_or_buttons() -> None:
     payload = slack_payload(message)
     fields = [field["text"] for field in payload["blocks"][1]["fields"]]
     assert "*Commits*\n4f2c9a1…9be07d3" in fields
-    assert "*Build*\njob 1234" in fields
+    assert f"*Build*\n<{DASHBOARD}job/1234|job 1234>" in fields
     assert f"*Pull request*\n<{DASHBOARD}pr/5|#5>" in fields
     buttons = {b["text"]["text"]: b["url"] for b in payload["blocks"][-1]["elements"]}
     assert buttons == {"Metric": METRIC_I, "Pull request": f"{DASHBOARD}pr/5"}
