@@ -77,6 +77,11 @@ def _alert(row: SQLAlert, items: Sequence[SQLAlertItem]) -> Alert:
     )
 
 
+def _open_item(row: SQLAlertItem) -> OpenItem:
+    item = item_from_evidence(row.dedup_key, row.state, row.evidence)
+    return OpenItem(row.id, row.alert_id, row.dedup_key, row.cooldown_key, row.change_id, item)
+
+
 def _silence(row: SQLSilence) -> Silence:
     return Silence(
         id=row.id,
@@ -113,17 +118,7 @@ class AlertStore:
                 )
                 .order_by(SQLAlertItem.id)
             )
-            found += [
-                OpenItem(
-                    row.id,
-                    row.alert_id,
-                    row.dedup_key,
-                    row.cooldown_key,
-                    row.change_id,
-                    item_from_evidence(row.dedup_key, row.state, row.evidence),
-                )
-                for row in rows.scalars()
-            ]
+            found += [_open_item(row) for row in rows.scalars()]
         return found
 
     async def open_items_of_change(self, change_id: int) -> list[OpenItem]:
@@ -132,17 +127,7 @@ class AlertStore:
                 SQLAlertItem.change_id == change_id, SQLAlertItem.state == "open"
             )
         )
-        return [
-            OpenItem(
-                r.id,
-                r.alert_id,
-                r.dedup_key,
-                r.cooldown_key,
-                r.change_id,
-                item_from_evidence(r.dedup_key, r.state, r.evidence),
-            )
-            for r in rows
-        ]
+        return [_open_item(row) for row in rows]
 
     async def known_dedup_keys(self, dedup_keys: Collection[str]) -> set[str]:
         """Which keys an item already has in any alert (open, or resolved/invalid by a person:
@@ -375,10 +360,6 @@ class AlertStore:
             )
         await self._session.flush()
         return True
-
-    async def count_active(self) -> int:
-        query = select(func.count()).select_from(SQLAlert).where(SQLAlert.state.in_(_ACTIVE))
-        return int(await self._session.scalar(query) or 0)
 
     # --- the notification outbox -----------------------------------------------------------
 

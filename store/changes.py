@@ -94,17 +94,6 @@ class ChangeStore:
             row.sigma, row.verdict, row.updated_at = change.sigma, change.verdict, now
         await self._session.flush()
 
-    async def of_series(self, key: SeriesKey, *, since: datetime) -> list[ChangeRecord]:
-        """The series' stored changes at or after ``since``, oldest first (with ids)."""
-        query = (
-            _with_unit()
-            .where(*(getattr(SQLChange, c) == getattr(key, c) for c in _KEY_COLUMNS))
-            .where(SQLChange.time >= since)
-            .order_by(SQLChange.time, SQLChange.id)
-        )
-        rows = await self._session.execute(query)
-        return [_record(change, unit) for change, unit in rows]
-
     async def of_series_many(
         self, keys: Sequence[SeriesKey], *, since: datetime
     ) -> dict[SeriesKey, list[ChangeRecord]]:
