@@ -104,7 +104,10 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Serve the API (refuses a database that is not at the latest migration)."""
     import uvicorn
 
+    from specwatch.services.alerts import load_rules
+
     _check_schema(settings)
+    load_rules(settings)  # a bad rules file: one line now, not a traceback from each worker
     click.echo(
         f"Specwatch on http://{host}:{port}/dashboard/  (API: /api/v1, docs: /docs; Ctrl-C stops)"
     )
@@ -402,7 +405,10 @@ def worker(settings: Settings) -> None:
     changes, raise and send alerts (run several for scale-out; SIGTERM stops)."""
     import signal
 
+    from specwatch.services.alerts import load_rules
+
     _check_schema(settings)
+    load_rules(settings)
 
     async def run(context: Any) -> None:
         stop = asyncio.Event()

@@ -462,38 +462,21 @@ class AlertStore:
         return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult has rowcount
 
     async def delivered(self, notification_id: int, now: datetime) -> None:
-        await self._session.execute(
-            update(SQLAlertNotification)
-            .where(SQLAlertNotification.id == notification_id)
-            .values(
-                delivered_at=now,
-                claimed_until=None,
-                attempts=SQLAlertNotification.attempts + 1,
-            )
-        )
+        await self._attempted(notification_id, delivered_at=now)
 
     async def defer(self, notification_id: int, *, due: datetime, error: str) -> None:
-        await self._session.execute(
-            update(SQLAlertNotification)
-            .where(SQLAlertNotification.id == notification_id)
-            .values(
-                due_at=due,
-                claimed_until=None,
-                attempts=SQLAlertNotification.attempts + 1,
-                last_error=error[:2000],
-            )
-        )
+        await self._attempted(notification_id, due_at=due, last_error=error[:2000])
 
     async def fail(self, notification_id: int, now: datetime, error: str) -> None:
+        """A permanent refusal: recorded, never retried."""
+        await self._attempted(notification_id, failed_at=now, last_error=error[:2000])
+
+    async def _attempted(self, notification_id: int, **outcome: Any) -> None:
+        """Count an attempt, release the claim, and record its outcome."""
         await self._session.execute(
             update(SQLAlertNotification)
             .where(SQLAlertNotification.id == notification_id)
-            .values(
-                failed_at=now,
-                claimed_until=None,
-                attempts=SQLAlertNotification.attempts + 1,
-                last_error=error[:2000],
-            )
+            .values(claimed_until=None, attempts=SQLAlertNotification.attempts + 1, **outcome)
         )
 
     async def notifications(self, alert_id: int) -> list[dict[str, Any]]:

@@ -175,3 +175,14 @@ def test_alerts_rules_checks_a_file(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith(f"specwatch: error: {rules}: rule 'kpm' (rules[0]).kind:")
+    # The server and the worker refuse to start on it, with the same one line.
+    for command in (["serve", "--port", "1"], ["worker"]):
+        refused = subprocess.run(
+            [SPECWATCH, *command],
+            env={**served.env, "SPECWATCH_ALERT_RULES": str(rules)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "rule 'kpm' (rules[0]).kind" in refused.stderr
