@@ -307,7 +307,10 @@ def _measure(kind: AlertKind, item: AlertItem) -> list[str]:
             lines.append(f"{line} ({delta})" if delta else line)
         if item.confirming_builds:
             plural = "s" if item.confirming_builds != 1 else ""
-            lines.append(f"Confirmed by {item.confirming_builds} build{plural}")
+            confidence = f"; confidence {escape(item.confidence)}" if item.confidence else ""
+            lines.append(f"Confirmed by {item.confirming_builds} build{plural}{confidence}")
+        elif item.confidence:
+            lines.append(f"Confidence {escape(item.confidence)}")
         if item.threshold is not None:
             operator = f"{escape(item.operator)} " if item.operator else ""
             spec = f"{escape(item.spec)}: " if item.spec else ""

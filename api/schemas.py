@@ -479,6 +479,7 @@ class AlertItem(Model):
     delta_sigma: Number
     sigma: Number
     confirming_builds: int | None
+    confidence: Literal["high", "moderate"] | None
     builds_missing: int | None
     commit_before: str | None
     commit_after: str | None

@@ -376,6 +376,9 @@ class AlertItem:
     delta_sigma: float | None = None
     sigma: float | None = None
     confirming_builds: int | None = None  # builds after a change that agree with it
+    # "high": past the detector's full test (``Tuning.confirm`` builds, or a rerun agreed; for
+    # a PR, 5 σ of a baseline of 5 builds or more); "moderate": its early test only.
+    confidence: str | None = None
     builds_missing: int | None = None  # stale: builds in a row without the metric
     commit_before: str | None = None
     commit_after: str | None = None

@@ -55,6 +55,7 @@ from specwatch.metrics.alerts import (
     item_from_evidence,
     parse_rules,
 )
+from specwatch.metrics.changepoint import Tuning
 from specwatch.metrics.compare import Outcome
 from specwatch.metrics.model import Direction, Level, Metric, Specification
 from specwatch.metrics.records import ChangeRecord, SeriesKey, StoredJob
@@ -74,6 +75,8 @@ log = structlog.get_logger("specwatch.alerts")
 
 SERIES_CHANNELS = ("slack", "webhook")  # GitHub hears about pull requests only
 STALE_LOOKBACK = 20  # builds before the last ``rule.builds`` that say a metric was reported
+# Builds after which a change has passed the detector's full test, not only its early one.
+CONFIRMED_BUILDS = Tuning().confirm
 
 
 def series_id(key: SeriesKey) -> str:
@@ -236,43 +239,41 @@ class AlertService:
         cooldown_key = f"{rule.name}|{series_id(key)}"
         position = {job_id: i for i, job_id in enumerate(series.job_id)}
         bad = ("worse", "changed") if metric.direction is Direction.NONE else ("worse",)
-        wanted: list[tuple[ChangeRecord, int]] = []
+        wanted: list[tuple[ChangeRecord, int, str]] = []
         for change in stored:
             if change.verdict not in bad or change.status != "open" or change.id is None:
                 continue
             at = position.get(change.job_id)
             confirming = len(series) - at if at is not None else 0
-            if (
-                rule.confirm is None
-                or confirming >= rule.confirm
-                or (at is not None and _rerun_agrees(series, at, change))
-            ):
-                wanted.append((change, confirming))
+            rerun = at is not None and _rerun_agrees(series, at, change)
+            confidence = "high" if rerun or confirming >= CONFIRMED_BUILDS else "moderate"
+            if rule.confirm is None or confirming >= rule.confirm or rerun:
+                wanted.append((change, confirming, confidence))
             elif rule.rerun:
                 evaluation.reruns.append((rule, key, change))
-        by_change = {change.id: (change, n) for change, n in wanted}
+        by_change = {change.id: (n, confidence) for change, n, confidence in wanted}
         linked = {o.change_id for o in open_items}
-        new = [(c, n) for c, n in wanted if c.id not in linked]
+        new = [found for found in wanted if found[0].id not in linked]
         orphans = []
         for item in open_items:
             if item.change_id in by_change:
-                _, n = by_change[item.change_id]
-                evaluation.updates.append((item, replace(item.item, confirming_builds=n)))
+                n, confidence = by_change[item.change_id]
+                evaluation.updates.append(
+                    (item, replace(item.item, confirming_builds=n, confidence=confidence))
+                )
             else:
                 orphans.append(item)
         # A change the detector moved (more builds placed it better) keeps its item; an item
         # whose change is gone (accepted, or no longer found) resolves.
         while orphans and new:
-            change, n = new.pop(0)
-            fresh = await self._change_item(jobs, rule, key, change, n, metric, specs)
+            fresh = await self._change_item(jobs, rule, key, metric, specs, *new.pop(0))
             evaluation.updates.append((orphans.pop(0), fresh))
         evaluation.resolved += orphans
         if not new:
             return
-        keys = {f"{cooldown_key}|{change.id}" for change, _ in new}
-        known = await store.known_dedup_keys(keys)
-        for change, n in new:
-            fresh = await self._change_item(jobs, rule, key, change, n, metric, specs)
+        known = await store.known_dedup_keys({f"{cooldown_key}|{found[0].id}" for found in new})
+        for change, n, confidence in new:
+            fresh = await self._change_item(jobs, rule, key, metric, specs, change, n, confidence)
             if fresh.dedup_key in known:
                 continue  # raised before (and closed by a person): never twice
             evaluation.findings.append(
@@ -298,20 +299,26 @@ class AlertService:
             repository = github_base(job.context.repository) if job else None
             if job is None or repository is None:
                 continue
-            payload = {
-                "repository": repository,
+            # GitHub takes at most 10 top-level properties in a client payload.
+            client_payload = {
                 "commit": change.commit_after,
                 "branch": key.branch,
                 "job_id": change.job_id,
-                "ci_name": job.context.ci_name,
-                "ci_id": job.context.ci_id,
-                "ci_url": job.context.ci_url or job.context.build_url,
-                "metric": key.metric,
-                "dataset": key.dataset or None,
-                "filter": key.filter or None,
                 "change_id": change.id,
                 "rule": rule.name,
+                "ci": {
+                    "name": job.context.ci_name,
+                    "id": job.context.ci_id,
+                    "url": job.context.ci_url or job.context.build_url,
+                },
+                "series": {
+                    "metric": key.metric,
+                    "dataset": key.dataset or None,
+                    "filter": key.filter or None,
+                    "instrument": key.instrument or None,
+                },
             }
+            payload = {"repository": repository, "client_payload": client_payload}
             await store.enqueue(
                 None,
                 ["github"],
@@ -328,10 +335,11 @@ class AlertService:
         jobs: _JobCache,
         rule: Rule,
         key: SeriesKey,
-        change: ChangeRecord,
-        confirming: int,
         metric: Metric,
         specs: Sequence[Specification],
+        change: ChangeRecord,
+        confirming: int,
+        confidence: str,
     ) -> AlertItem:
         before = await jobs.get(change.previous_job_id) if change.previous_job_id else None
         after = await jobs.get(change.job_id)
@@ -372,6 +380,7 @@ class AlertService:
             delta_sigma=_finite(change.delta_sigma),
             sigma=_finite(change.sigma),
             confirming_builds=confirming,
+            confidence=confidence,
             threshold=spec.threshold,
             operator=spec.operator,
             spec=spec.spec,
@@ -1037,6 +1046,7 @@ def _pr_item(
             f"{pct}{sigma} against {comparison.base_n} {target} builds"
         )
     spec = _pick_spec(c.specs, c.base_level, c.head_level)
+    strong = abs(comparison.delta_sigma or 0.0) >= 5.0 and comparison.base_n >= 5
     return AlertItem(
         dedup_key=dedup_key,
         metric=c.metric,
@@ -1053,6 +1063,7 @@ def _pr_item(
         delta_pct=_finite(comparison.delta_pct),
         delta_sigma=_finite(comparison.delta_sigma),
         sigma=_finite(comparison.base_std),
+        confidence="high" if strong else "moderate",
         threshold=spec.threshold,
         operator=spec.operator,
         spec=spec.spec,
@@ -1226,8 +1237,10 @@ class AlertDispatcher:
         rerun = message.event is NotificationEvent.RERUN
         if rerun and isinstance(notifier, GitHubNotifier) and notification.payload:
             try:
-                payload = dict(notification.payload)
-                await notifier.dispatch_rerun(str(payload["repository"]), payload)
+                payload = notification.payload
+                await notifier.dispatch_rerun(
+                    str(payload["repository"]), dict(payload["client_payload"])
+                )
             except DeliveryError as failed:
                 error = failed
         elif notifier is None:

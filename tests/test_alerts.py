@@ -118,7 +118,7 @@ def job(
         "repository": REPOSITORY,
         "ci_name": "ci_hsc",
         "ci_id": str(1000 + n),
-        "ci_url": f"https://ci.example.org/job/ci_hsc/{1000 + n}/",
+        "build_url": f"https://ci.example.org/job/ci_hsc/{1000 + n}/",
     }
     if pr is not None:
         meta.update(pr=pr, pr_url=f"{REPOSITORY}/pull/{pr}", base_commit=base_commit)
@@ -195,6 +195,7 @@ async def test_a_step_in_two_datasets_is_one_message_then_resolves_when_accepted
     assert "compare/" in text  # the commit range links GitHub's compare view
     assert "Spec al.PA1.design: &lt;= 5 mmag" in text  # the value against its spec
     assert "DMS-REQ-0275" in text
+    assert "<https://ci.example.org/job/ci_hsc/1030/|CI>" in text  # the build of the change
     [alert] = await alerts_of(lite)
     assert alert.rule == "regression" and len(alert.items) == 2
     assert {i.dataset for i in alert.items} == {"D", "E"}
@@ -594,3 +595,47 @@ async def test_the_demo_raises_the_alerts_a_person_expects_and_no_others(
     assert len(fakes.github.statuses) == 3
     states = sorted(s[0]["state"] for s in fakes.github.statuses.values())
     assert states == ["failure", "success", "success"]
+
+
+async def test_a_suspected_change_asks_ci_for_a_rerun_once_and_alerts_when_it_agrees(
+    sqlite_url: str, fakes: Fakes, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: rr, kind: regression, confirm: 20, rerun: true}\n")
+    await truncate_all(sqlite_url)
+    settings = alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes)
+    context = await ProcessContext.open(
+        settings.model_copy(update={"alert_rules": rules}), background=False
+    )
+    try:
+        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+        e = noise(60, 8)
+        values = [4.0 + (1.0 if n >= 30 else 0.0) + e[n] for n in range(60)]
+        await settle(
+            context, await ingest(context, [job(n, {"AM1": values[n]}) for n in range(34)])
+        )
+        await settle(context, await ingest(context, [job(34, {"AM1": values[34]})]))
+        # Found, not confirmed (20 builds): one dispatch naming the change's commit, no alert.
+        [dispatch] = fakes.github.dispatches
+        assert dispatch["event_type"] == "specwatch-rerun"
+        payload = dispatch["client_payload"]
+        assert payload["commit"] == f"{30:040x}" and payload["branch"] == "main"
+        assert payload["series"] == {
+            "metric": "al.AM1",
+            "dataset": "D",
+            "filter": "r",
+            "instrument": "HSC",
+        }
+        assert payload["ci"]["url"] == "https://ci.example.org/job/ci_hsc/1030/"
+        assert fakes.github.requests[-1].route == "/repos/lsst/pipe_tasks/dispatches"
+        assert await alerts_of(context) == []
+        assert fakes.slack.messages == []
+        # CI reruns the build of that commit: it lands at the new level, the alert goes out.
+        rerun = job(35, {"AM1": 5.0}, commit=f"{30:040x}")
+        await settle(context, await ingest(context, [rerun]))
+        [alert] = await alerts_of(context)
+        assert alert.rule == "rr" and alert.items[0].confidence == "high"
+        assert len(fakes.slack.messages) == 1
+        assert len(fakes.github.dispatches) == 1  # asked once
+    finally:
+        await context.close()
