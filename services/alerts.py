@@ -185,13 +185,12 @@ class AlertService:
         ]
         if not scoped:
             return
-        since = min(_time(series.time_ns[0]) for _, _, series, _ in scoped)
+        # Every stored change of the series: those before the window stay as they were.
         stored = await ChangeStore(session).of_series_many(
             sorted(
                 {key for rule, key, _, _ in scoped if rule.kind is AlertKind.REGRESSION},
                 key=series_id,
-            ),
-            since=since,
+            )
         )
         cooldown_keys = [
             f"{rule.name}|{series_id(key)}"
@@ -204,7 +203,6 @@ class AlertService:
             open_items.setdefault(item.cooldown_key, []).append(item)
         for rule, key, series, metric in scoped:
             if rule.kind is AlertKind.REGRESSION:
-                first = _time(series.time_ns[0])
                 await self._regressions(
                     store,
                     jobs,
@@ -212,7 +210,7 @@ class AlertService:
                     key,
                     series,
                     metric,
-                    [c for c in stored.get(key, []) if c.time >= first],
+                    stored.get(key, []),
                     open_items.get(f"{rule.name}|{series_id(key)}", []),
                     specs.get(key.metric, []),
                     evaluation,
@@ -240,10 +238,14 @@ class AlertService:
         position = {job_id: i for i, job_id in enumerate(series.job_id)}
         bad = ("worse", "changed") if metric.direction is Direction.NONE else ("worse",)
         wanted: list[tuple[ChangeRecord, int, str]] = []
+        older: set[int] = set()  # before the detection's window: as they were
         for change in stored:
             if change.verdict not in bad or change.status != "open" or change.id is None:
                 continue
             at = position.get(change.job_id)
+            if at is None:
+                older.add(change.id)
+                continue
             confirming = len(series) - at if at is not None else 0
             rerun = at is not None and _rerun_agrees(series, at, change)
             confidence = "high" if rerun or confirming >= CONFIRMED_BUILDS else "moderate"
@@ -261,7 +263,7 @@ class AlertService:
                 evaluation.updates.append(
                     (item, replace(item.item, confirming_builds=n, confidence=confidence))
                 )
-            else:
+            elif item.change_id not in older:
                 orphans.append(item)
         # A change the detector moved (more builds placed it better) keeps its item; an item
         # whose change is gone (accepted, or no longer found) resolves.
@@ -1025,10 +1027,6 @@ def _rerun_agrees(series: Series, at: int, change: ChangeRecord) -> bool:
         ):
             return True
     return False
-
-
-def _time(time_ns: int) -> datetime:
-    return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC)
 
 
 def _pr_item(

@@ -95,9 +95,10 @@ class ChangeStore:
         await self._session.flush()
 
     async def of_series_many(
-        self, keys: Sequence[SeriesKey], *, since: datetime
+        self, keys: Sequence[SeriesKey]
     ) -> dict[SeriesKey, list[ChangeRecord]]:
-        """``of_series`` for many series: one query per context (a job's series share one)."""
+        """The stored changes of series, oldest first: one query per context (a job's series
+        share one)."""
         contexts: dict[tuple[str, str, str, str], list[str]] = {}
         for key in keys:
             contexts.setdefault((key.dataset, key.filter, key.instrument, key.branch), []).append(
@@ -114,7 +115,6 @@ class ChangeStore:
                         SQLChange.filter == filter_,
                         SQLChange.instrument == instrument,
                         SQLChange.branch == branch,
-                        SQLChange.time >= since,
                     )
                     .order_by(SQLChange.time, SQLChange.id)
                 )

@@ -639,3 +639,20 @@ async def test_a_suspected_change_asks_ci_for_a_rerun_once_and_alerts_when_it_ag
         assert len(fakes.github.dispatches) == 1  # asked once
     finally:
         await context.close()
+
+
+async def test_an_alert_outlives_the_detection_window_of_its_change(
+    lite: ProcessContext, fakes: Fakes
+) -> None:
+    """Detection reads the last 500 builds; a change older than that stays as it was found,
+    and so does its alert (it is not 'no longer found')."""
+    e = noise(700, 9)
+    values = [4.0 + (1.0 if n >= 20 else 0.0) + e[n] for n in range(700)]
+    await settle(lite, await ingest(lite, [job(n, {"AM1": values[n]}) for n in range(40)]))
+    [alert] = await alerts_of(lite)
+    for start in range(40, 640, 150):
+        bodies = [job(n, {"AM1": values[n]}) for n in range(start, start + 150)]
+        await settle(lite, await ingest(lite, bodies))
+    [still] = await alerts_of(lite)
+    assert still.id == alert.id and still.state is AlertState.OPEN
+    assert len(fakes.slack.messages) == 1
