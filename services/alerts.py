@@ -66,7 +66,7 @@ from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobStore
 from specwatch.store.series.base import Series
 
-from .compare import CompareService, MetricComparison
+from .compare import CompareResult, CompareService, MetricComparison
 from .definitions import check_packages
 from .trends import compare_url, github_base, package_changes
 from .verification import job_metadata
@@ -553,20 +553,19 @@ class AlertService:
                         metrics,
                         now,
                     )
-                    if "github" in rule.channels and "github" in self.channels:
-                        summary = _summary(
-                            number, head, result.head_jobs, result.metrics, result.baseline
+                # GitHub: one status and comment per build, whatever the number of rules.
+                if "github" in self.channels and any("github" in r.channels for r in scoped):
+                    summary = _summary(number, target, head, result)
+                    if summary is not None:
+                        await store.enqueue(
+                            None,
+                            ["github"],
+                            NotificationEvent.PR_SUMMARY.value,
+                            now=now,
+                            due=now,
+                            payload=summary_document(summary),
                         )
-                        if summary is not None:
-                            await store.enqueue(
-                                None,
-                                ["github"],
-                                NotificationEvent.PR_SUMMARY.value,
-                                now=now,
-                                due=now,
-                                payload=summary_document(summary),
-                            )
-                            self._wake()
+            self._wake()
 
     async def _metrics(self, names: Sequence[str]) -> dict[str, Metric]:
         async with self._sessionmaker() as session:
@@ -1081,29 +1080,25 @@ def _pr_item(
 
 
 def _summary(
-    number: int,
-    head: StoredJob,
-    head_jobs: Sequence[StoredJob],
-    compared: Sequence[MetricComparison],
-    baseline: Sequence[str],
+    number: int, target: str, head: StoredJob, result: CompareResult
 ) -> PullRequestSummary | None:
     """What GitHub shows of a pull request's build (None without a GitHub repository)."""
     repository = github_base(head.context.repository) or github_base(head.context.pr_url)
     if repository is None or not head.context.commit:
         return None
     counts = {outcome: 0 for outcome in Outcome}
-    for c in compared:
+    for c in result.metrics:
         counts[c.comparison.outcome] += 1
-    jobs = {job.id: job for job in head_jobs}
+    jobs = {job.id: job for job in result.head_jobs}
     worst = tuple(
         _pr_item(
             f"pr:{number}|{c.metric}|{c.dataset or ''}|{c.filter or ''}",
             c,
             number,
-            "main",
+            target,
             jobs.get(c.head_job),
         )
-        for c in compared
+        for c in result.metrics
         if c.comparison.outcome in (Outcome.REGRESSED, Outcome.MISSING)
     )[:50]
     return PullRequestSummary(
@@ -1114,8 +1109,8 @@ def _summary(
         regressed=counts[Outcome.REGRESSED],
         improved=counts[Outcome.IMPROVED],
         missing=counts[Outcome.MISSING],
-        compared=len(compared),
-        baseline="; ".join(baseline),
+        compared=len(result.metrics),
+        baseline="; ".join(result.baseline),
         worst=worst,
         pr_url=head.context.pr_url,
     )
