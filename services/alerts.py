@@ -35,7 +35,7 @@ from specwatch.alerts.github import GitHubNotifier
 from specwatch.alerts.slack import SlackNotifier
 from specwatch.alerts.webhook import WebhookNotifier
 from specwatch.config import Settings
-from specwatch.exceptions import InvalidInputError, NotFoundError
+from specwatch.exceptions import InvalidInputError, NotFoundError, PermissionDeniedError
 from specwatch.metrics.alerts import (
     Alert,
     AlertFilter,
@@ -900,7 +900,15 @@ class AlertService:
         ends_at: datetime,
         reason: str,
         created_by: str,
+        allowed_packages: Collection[str] | None = None,
     ) -> Silence:
+        """Record a silence.
+
+        Raises:
+            InvalidInputError: it ends in the past, or names an unknown rule.
+            PermissionDeniedError: a token limited to packages silences beyond them.
+        """
+        check_silence_packages(metric, allowed_packages)
         now = datetime.now(UTC)
         if ends_at <= now:
             raise InvalidInputError(
@@ -928,12 +936,19 @@ class AlertService:
         async with self._sessionmaker() as session:
             return await AlertStore(session).silences(datetime.now(UTC) if active else None)
 
-    async def end_silence(self, silence_id: int) -> Silence:
+    async def end_silence(
+        self, silence_id: int, *, allowed_packages: Collection[str] | None = None
+    ) -> Silence:
+        """End a silence now.  Raises ``NotFoundError``, ``PermissionDeniedError``."""
         async with self._sessionmaker() as session, session.begin():
-            found = await AlertStore(session).end_silence(silence_id, datetime.now(UTC))
-        if found is None:
-            raise NotFoundError(f"no silence {silence_id}", location=["path", "silence_id"])
-        return found
+            store = AlertStore(session)
+            found = await store.silence(silence_id)
+            if found is None:
+                raise NotFoundError(f"no silence {silence_id}", location=["path", "silence_id"])
+            check_silence_packages(found.metric, allowed_packages)
+            ended = await store.end_silence(silence_id, datetime.now(UTC))
+        assert ended is not None
+        return ended
 
 
 class _JobCache:
@@ -1011,6 +1026,20 @@ def _pick_spec(
         _fmt_level(level_before),
         _fmt_level(level_after),
     )
+
+
+def check_silence_packages(metric: str | None, allowed: Collection[str] | None) -> None:
+    """A token limited to packages may only silence metrics of those packages: its silence
+    names a metric (or pattern) whose package part is one of them, spelled out."""
+    if not allowed:
+        return
+    package = (metric or "").partition(".")[0]
+    if not package or any(c in package for c in "*?["):
+        raise PermissionDeniedError(
+            f"this token is limited to package(s) {', '.join(sorted(allowed))}: a silence must "
+            "name a metric of one of them (e.g. package.metric or package.*)"
+        )
+    check_packages({package}, allowed)
 
 
 def _rerun_agrees(series: Series, at: int, change: ChangeRecord) -> bool:

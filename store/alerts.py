@@ -548,6 +548,10 @@ class AlertStore:
             query = query.where(SQLSilence.ends_at > now)
         return [_silence(row) for row in await self._session.scalars(query)]
 
+    async def silence(self, silence_id: int) -> Silence | None:
+        row = await self._session.get(SQLSilence, silence_id)
+        return _silence(row) if row is not None else None
+
     async def end_silence(self, silence_id: int, now: datetime) -> Silence | None:
         row = await self._session.get(SQLSilence, silence_id)
         if row is None:

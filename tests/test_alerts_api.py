@@ -473,3 +473,32 @@ async def test_an_alert_raised_during_a_silence_is_recorded_silenced(
     assert (pa1["state"], pa1["silenced"]) == ("open", True)
     assert (am1["state"], am1["silenced"]) == ("open", False)
     assert (await client.get(f"/api/v1/alerts/{pa1['id']}")).json()["notifications"] == []
+
+
+async def test_a_token_limited_to_packages_silences_only_their_metrics(
+    app: FastAPI, client: httpx.AsyncClient, triage: dict[str, str]
+) -> None:
+    context: ProcessContext = app.state.context
+    plain, _ = await context.tokens().create(scopes=["triage"], packages=["alr"])
+    limited = bearer(plain)
+    ok = await client.post(
+        "/api/v1/silences", json={"metric": "alr.*", "duration": "1h"}, headers=limited
+    )
+    assert ok.status_code == 201, ok.text
+    for body in (
+        {"metric": "other.PA1", "duration": "1h"},
+        {"metric": "al*.PA1", "duration": "1h"},  # a pattern over packages
+        {"dataset": "HSC-RC2", "duration": "1h"},  # every package of a dataset
+    ):
+        refused = await client.post("/api/v1/silences", json=body, headers=limited)
+        assert_problem(refused, 403, "permission_denied")
+    other = await client.post(
+        "/api/v1/silences", json={"dataset": "HSC-RC2", "duration": "1h"}, headers=triage
+    )
+    assert other.status_code == 201, other.text
+    ended = await client.delete(f"/api/v1/silences/{other.json()['id']}", headers=limited)
+    assert_problem(ended, 403, "permission_denied")
+    mine = await client.delete(f"/api/v1/silences/{ok.json()['id']}", headers=limited)
+    assert mine.status_code == 200 and mine.json()["active"] is False
+    active = (await client.get("/api/v1/silences")).json()["silences"]
+    assert [s["id"] for s in active] == [other.json()["id"]]

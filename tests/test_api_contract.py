@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ from api_helpers import (
 from fastapi import FastAPI
 
 from specwatch.config import Settings
+from specwatch.metrics.alerts import AlertItem, AlertKind
 from specwatch.metrics.model import Metric
+from specwatch.store.alerts import AlertStore
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.models import SQLChange
 
@@ -136,7 +138,42 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI) 
         session.add(change)
         await session.flush()
         change_id = change.id
-    return {"job_id": str(job_id), "change_id": str(change_id)}
+    # An alert about package demo, and a silence of its metrics.
+    alerts = context_of(app).alerts()
+    async with context_of(app).sessionmaker() as session, session.begin():
+        store = AlertStore(session)
+        alert_id = await store.create(
+            rule="regression",
+            kind=AlertKind.REGRESSION,
+            group_key="seeded",
+            title="Regression: demo.PA1",
+            now=now,
+            branch="main",
+            pr=None,
+            commit=None,
+            job_id=job_id,
+            repository=None,
+            ci_url=None,
+            pr_url=None,
+            silenced=False,
+        )
+        await store.add_item(alert_id, AlertItem("seeded", "demo.PA1"), "seeded", now)
+    silence = await alerts.add_silence(
+        rule=None,
+        metric="demo.*",
+        dataset=None,
+        branch=None,
+        pr=None,
+        ends_at=now + timedelta(hours=1),
+        reason="seeded",
+        created_by="test",
+    )
+    return {
+        "job_id": str(job_id),
+        "change_id": str(change_id),
+        "alert_id": str(alert_id),
+        "silence_id": str(silence.id),
+    }
 
 
 def body_of(path: str) -> dict[str, Any] | None:
@@ -147,6 +184,8 @@ def body_of(path: str) -> dict[str, Any] | None:
         return {"files": DEMO_FILES}
     if path == "/api/v1/requirements":
         return {"text": "- {id: DMS-REQ-0001, title: x}\n"}
+    if path == "/api/v1/silences":
+        return {"metric": "demo.PA1", "duration": "1h"}
     return None
 
 
@@ -167,7 +206,7 @@ async def test_every_write_route_refuses_who_may_not_write(
         ),
     }[who]
     writes = [(m, p, o) for m, p, o in operations(app) if m in WRITE_METHODS]
-    assert len(writes) == 7
+    assert len(writes) == 12
     for method, path, operation in writes:
         if who == "other-scope":
             others = {"write:jobs", "write:definitions", "triage"} - set(
@@ -185,6 +224,10 @@ async def test_every_write_route_refuses_who_may_not_write(
     assert [j["id"] for j in (await client.get("/api/v1/jobs")).json()["jobs"]] == [
         int(seeded["job_id"])
     ]
+    alert = (await client.get(f"/api/v1/alerts/{seeded['alert_id']}")).json()
+    assert (alert["state"], alert["note"]) == ("open", "")
+    silences = (await client.get("/api/v1/silences")).json()["silences"]
+    assert [s["id"] for s in silences] == [int(seeded["silence_id"])]
 
 
 # --- the smaller points ----------------------------------------------------------------------

@@ -310,6 +310,7 @@ async def create_silence(
         ends_at=_ends_at(body, now),
         reason=body.reason,
         created_by=principal.key,
+        allowed_packages=principal.packages,
     )
     return FastJSONResponse(silence_view(silence, now), status_code=201)
 
@@ -323,5 +324,5 @@ async def create_silence(
 async def end_silence(
     context: Context, principal: Triage, silence_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> FastJSONResponse:
-    silence = await context.alerts().end_silence(silence_id)
+    silence = await context.alerts().end_silence(silence_id, allowed_packages=principal.packages)
     return FastJSONResponse(silence_view(silence, datetime.now(UTC)))
