@@ -8,8 +8,6 @@ de-duplication belong to the alert service, not here.
 
 from __future__ import annotations
 
-import email.utils
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -27,6 +25,7 @@ from specwatch.metrics.alerts import (
     Message,
     NotificationEvent,
 )
+from specwatch.retry_after import retry_after_s
 
 BODY_EXCERPT_CHARS = 200  # of a refusal's body, in the error message
 USER_AGENT = "specwatch-alerts"
@@ -72,23 +71,9 @@ class Notifier(Protocol):
 def retry_after_seconds(
     headers: Mapping[str, str] | httpx.Headers, now: datetime | None = None
 ) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); None if absent
-    or unreadable, 0 for a date in the past."""
-    value = httpx.Headers(headers).get("retry-after")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    """Seconds to wait from a response's ``Retry-After`` header (seconds or an HTTP date);
+    None if absent or unreadable, 0 for a date in the past."""
+    return retry_after_s(httpx.Headers(headers).get("retry-after"), now)
 
 
 def _excerpt(response: httpx.Response) -> str:

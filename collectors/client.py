@@ -9,20 +9,18 @@ lost answer never stores a job twice.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import orjson
 
 from specwatch import __version__
+from specwatch.retry_after import retry_after_s
 
 from .errors import BadInputError, RefusedError, UnreachableError
 
@@ -35,24 +33,6 @@ CHUNK_BYTES = 256 * 1024
 def idempotency_key(body: bytes) -> str:
     """The key of a job body: the same bytes always get the same key."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); None if absent."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def problem_text(response: httpx.Response) -> str:

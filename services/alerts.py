@@ -6,34 +6,22 @@ what raised it does.  Build rules (``pr_regression``, ``stale``) are evaluated f
 whose points were just delivered, after their series' detection.  Items of one rule on one
 build join one alert; an item's de-duplication key already open raises nothing new, a key
 resolved less than the rule's ``cooldown`` ago stays quiet, and silences record without sending.
-
-Delivering.  Each alert writes one notification per channel to an outbox table in the same
-transaction, due after a short grouping wait (so the items a detection pass finds go out as
-one message).  ``AlertDispatcher`` claims due rows (a lease, so several workers share the
-work), renders the alert as it is then, sends it, and records the outcome: retried with
-back-off (a 429's ``Retry-After`` honoured) until delivered, or failed on a permanent refusal.
-A crash between commit and delivery only delays the message; a crash between sending and
-recording it can repeat one (at least once; webhook receivers get a stable delivery id).
+Each alert writes its notifications to an outbox in the same transaction; ``alert_delivery``
+sends them.  The items and their evidence are built in ``alert_items``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from specwatch.alerts.base import DeliveryError, Notifier
-from specwatch.alerts.github import GitHubNotifier
-from specwatch.alerts.slack import SlackNotifier
-from specwatch.alerts.webhook import WebhookNotifier
 from specwatch.config import Settings
 from specwatch.exceptions import InvalidInputError, NotFoundError, PermissionDeniedError
 from specwatch.metrics.alerts import (
@@ -43,30 +31,37 @@ from specwatch.metrics.alerts import (
     AlertKind,
     AlertState,
     Culprit,
-    Links,
-    Message,
     NotificationEvent,
-    PullRequestSummary,
     Rule,
     RuleSet,
     Silence,
     default_rules,
-    item_evidence,
-    item_from_evidence,
     parse_rules,
 )
 from specwatch.metrics.changepoint import Tuning
 from specwatch.metrics.compare import Outcome
 from specwatch.metrics.model import Direction, Level, Metric, Specification
 from specwatch.metrics.records import ChangeRecord, SeriesKey, StoredJob
-from specwatch.metrics.verification import Status, Verdict, highest_level, verify
-from specwatch.store.alerts import AlertStore, DueNotification, OpenItem
+from specwatch.metrics.verification import Status, highest_level, verify
+from specwatch.store.alerts import AlertStore, OpenItem
 from specwatch.store.changes import ChangeStore
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobStore
 from specwatch.store.series.base import Series
 
-from .compare import CompareResult, CompareService, MetricComparison
+from .alert_items import (
+    JobCache,
+    alert_title,
+    finite,
+    fmt_level,
+    pr_item,
+    pr_summary,
+    rerun_agrees,
+    series_id,
+    spec_evidence,
+    summary_document,
+)
+from .compare import CompareService, MetricComparison
 from .definitions import check_packages
 from .trends import compare_url, github_base, package_changes
 from .verification import job_metadata
@@ -77,28 +72,6 @@ SERIES_CHANNELS = ("slack", "webhook")  # GitHub hears about pull requests only
 STALE_LOOKBACK = 20  # builds before the last ``rule.builds`` that say a metric was reported
 # Builds after which a change has passed the detector's full test, not only its early one.
 CONFIRMED_BUILDS = Tuning().confirm
-
-
-def series_id(key: SeriesKey) -> str:
-    return f"{key.metric}|{key.dataset}|{key.filter}|{key.instrument}|{key.branch}"
-
-
-def alert_title(kind: AlertKind, items: Sequence[AlertItem], pr: int | None) -> str:
-    """``Regression: validate_drp.PA1 on HSC-RC2 (+2 more)``."""
-    if not items:
-        return kind.value
-    first = items[0]
-    where = " · ".join(p for p in (first.dataset, first.filter) if p)
-    subject = f"{first.metric} on {where}" if where else first.metric
-    more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
-    head = {
-        AlertKind.REGRESSION: "Regression",
-        AlertKind.SPEC_LEVEL: "Spec level lost",
-        AlertKind.STALE: "Not reported",
-        AlertKind.PR_REGRESSION: f"PR #{pr} regresses" if pr is not None else "PR regresses",
-    }[kind]
-    separator = " " if kind is AlertKind.PR_REGRESSION else ": "
-    return f"{head}{separator}{subject}{more}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +93,6 @@ class _Evaluation:
     updates: list[tuple[OpenItem, AlertItem]] = field(default_factory=list)
     resolved: list[OpenItem] = field(default_factory=list)
     reruns: list[tuple[Rule, SeriesKey, ChangeRecord]] = field(default_factory=list)
-
-
-def _fmt_level(level: Level | None) -> str | None:
-    return level.value if level is not None else None
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 class AlertService:
@@ -169,7 +134,7 @@ class AlertService:
             return
         evaluation = _Evaluation()
         store = AlertStore(session)
-        jobs = _JobCache(JobStore(session))
+        jobs = JobCache(JobStore(session))
         names = sorted({key.metric for key, _, _ in watched})
         specs: dict[str, list[Specification]] = {}
         for spec in await DefinitionStore(session).specs_for_metrics(names):
@@ -224,7 +189,7 @@ class AlertService:
     async def _regressions(
         self,
         store: AlertStore,
-        jobs: _JobCache,
+        jobs: JobCache,
         rule: Rule,
         key: SeriesKey,
         series: Series,
@@ -247,7 +212,7 @@ class AlertService:
                 older.add(change.id)
                 continue
             confirming = len(series) - at if at is not None else 0
-            rerun = at is not None and _rerun_agrees(series, at, change)
+            rerun = at is not None and rerun_agrees(series, at, change)
             confidence = "high" if rerun or confirming >= CONFIRMED_BUILDS else "moderate"
             if rule.confirm is None or confirming >= rule.confirm or rerun:
                 wanted.append((change, confirming, confidence))
@@ -334,7 +299,7 @@ class AlertService:
 
     async def _change_item(
         self,
-        jobs: _JobCache,
+        jobs: JobCache,
         rule: Rule,
         key: SeriesKey,
         metric: Metric,
@@ -345,7 +310,7 @@ class AlertService:
     ) -> AlertItem:
         before = await jobs.get(change.previous_job_id) if change.previous_job_id else None
         after = await jobs.get(change.job_id)
-        spec = _spec_evidence(key.metric, metric.unit, specs, after, change.before, change.after)
+        spec = spec_evidence(key.metric, metric.unit, specs, after, change.before, change.after)
         repository = next(
             (j.context.repository for j in (after, before) if j and j.context.repository), None
         )
@@ -378,9 +343,9 @@ class AlertService:
             before=change.before,
             after=change.after,
             delta=change.delta,
-            delta_pct=_finite(change.delta_pct),
-            delta_sigma=_finite(change.delta_sigma),
-            sigma=_finite(change.sigma),
+            delta_pct=finite(change.delta_pct),
+            delta_sigma=finite(change.delta_sigma),
+            sigma=finite(change.sigma),
             confirming_builds=confirming,
             confidence=confidence,
             threshold=spec.threshold,
@@ -401,7 +366,7 @@ class AlertService:
 
     async def _spec_levels(
         self,
-        jobs: _JobCache,
+        jobs: JobCache,
         rule: Rule,
         key: SeriesKey,
         series: Series,
@@ -473,13 +438,13 @@ class AlertService:
                 filter=key.filter or None,
                 instrument=key.instrument or None,
                 branch=key.branch or None,
-                value=_finite(value),
+                value=finite(value),
                 threshold=shown.threshold if shown else None,
                 operator=shown.operator if shown else None,
                 spec=shown.spec if shown else None,
                 requirements=shown.requirements if shown else (),
                 level_before=level.value,
-                level_after=_fmt_level(now_level),
+                level_after=fmt_level(now_level),
                 confirming_builds=confirm,
                 commit_after=series.commit[-1],
                 job_id=series.job_id[-1],
@@ -555,7 +520,7 @@ class AlertService:
                     )
                 # GitHub: one status and comment per build, whatever the number of rules.
                 if "github" in self.channels and any("github" in r.channels for r in scoped):
-                    summary = _summary(number, target, head, result)
+                    summary = pr_summary(number, target, head, result)
                     if summary is not None:
                         await store.enqueue(
                             None,
@@ -606,14 +571,14 @@ class AlertService:
                 if bad:
                     job = jobs_by_id.get(c.head_job)
                     evaluation.updates.append(
-                        (existing, _pr_item(dedup_key, c, number, target, job))
+                        (existing, pr_item(dedup_key, c, number, target, job))
                     )
                 else:
                     evaluation.resolved.append(existing)
                 continue
             if bad:
                 job = jobs_by_id.get(c.head_job)
-                item = _pr_item(dedup_key, c, number, target, job)
+                item = pr_item(dedup_key, c, number, target, job)
                 evaluation.findings.append(
                     Finding(rule, dedup_key, item, job.context.commit if job else None, c.head_job)
                 )
@@ -951,83 +916,6 @@ class AlertService:
         return ended
 
 
-class _JobCache:
-    """Jobs read once per evaluation (a group's series share their latest build)."""
-
-    def __init__(self, jobs: JobStore) -> None:
-        self._jobs = jobs
-        self._found: dict[int, StoredJob | None] = {}
-
-    async def get(self, job_id: int) -> StoredJob | None:
-        if job_id not in self._found:
-            self._found[job_id] = await self._jobs.get(job_id)
-        return self._found[job_id]
-
-
-@dataclass(frozen=True, slots=True)
-class _SpecEvidence:
-    threshold: float | None = None
-    operator: str | None = None
-    spec: str | None = None
-    requirements: tuple[str, ...] = ()
-    level_before: str | None = None
-    level_after: str | None = None
-
-
-def _spec_evidence(
-    metric: str,
-    unit: str,
-    specs: Sequence[Specification],
-    job: StoredJob | None,
-    before: float | None,
-    after: float | None,
-) -> _SpecEvidence:
-    """The specification a value is best judged against: the level it lost, else the one it
-    fails, else the highest it meets; and the levels before and after."""
-    if not specs or job is None or after is None or not math.isfinite(after):
-        return _SpecEvidence()
-    metadata = job_metadata(job)
-    verdicts = [v for v in verify({metric: (after, unit)}, specs, metadata) if v.level]
-    if not verdicts:
-        return _SpecEvidence()
-    level_after = highest_level(verdicts)
-    level_before = None
-    if before is not None and math.isfinite(before):
-        level_before = highest_level(verify({metric: (before, unit)}, specs, metadata))
-    return _pick_spec(verdicts, level_before, level_after)
-
-
-def _pick_spec(
-    verdicts: Sequence[Verdict], level_before: Level | None, level_after: Level | None
-) -> _SpecEvidence:
-    """Of a value's verdicts: the spec of the level it lost, else the lowest it fails, else
-    the highest it meets."""
-    verdicts = [v for v in verdicts if v.level is not None and v.measured]
-    if not verdicts:
-        return _SpecEvidence()
-    dropped = level_before is not None and (
-        level_after is None or level_after.rank < level_before.rank
-    )
-    failing = sorted(
-        (v for v in verdicts if v.status is Status.FAIL),
-        key=lambda v: v.level.rank if v.level else 0,
-    )
-    if dropped:
-        shown = next((v for v in verdicts if v.level == level_before), verdicts[0])
-    elif failing:
-        shown = failing[0]
-    else:
-        shown = max(verdicts, key=lambda v: v.level.rank if v.level else 0)
-    return _SpecEvidence(
-        shown.threshold,
-        shown.operator,
-        shown.spec,
-        shown.requirements,
-        _fmt_level(level_before),
-        _fmt_level(level_after),
-    )
-
-
 def check_silence_packages(metric: str | None, allowed: Collection[str] | None) -> None:
     """A token limited to packages may only silence metrics of those packages: its silence
     names a metric (or pattern) whose package part is one of them, spelled out."""
@@ -1040,277 +928,6 @@ def check_silence_packages(metric: str | None, allowed: Collection[str] | None) 
             "name a metric of one of them (e.g. package.metric or package.*)"
         )
     check_packages({package}, allowed)
-
-
-def _rerun_agrees(series: Series, at: int, change: ChangeRecord) -> bool:
-    """Whether a later build of the change's own commit (a rerun) lies nearer the new level
-    than the old one: the change is in the code, not in the machine that built it."""
-    for j in range(at + 1, len(series)):
-        value = series.value[j]
-        if (
-            series.commit[j] == change.commit_after
-            and value is not None
-            and math.isfinite(value)
-            and abs(value - change.after) < abs(value - change.before)
-        ):
-            return True
-    return False
-
-
-def _pr_item(
-    dedup_key: str, c: MetricComparison, number: int, target: str, job: StoredJob | None
-) -> AlertItem:
-    comparison = c.comparison
-    sign = "+" if (comparison.delta or 0) > 0 else ""
-    pct = f" ({sign}{comparison.delta_pct:.1f} %)" if comparison.delta_pct is not None else ""
-    sigma = f", {abs(comparison.delta_sigma):.1f} σ" if comparison.delta_sigma is not None else ""
-    if comparison.outcome is Outcome.MISSING:
-        summary = f"not reported (base {comparison.base_mean:.4g} {c.unit})"
-    else:
-        summary = (
-            f"{comparison.base_mean or 0:.4g} → {comparison.head_value or 0:.4g} {c.unit}"
-            f"{pct}{sigma} against {comparison.base_n} {target} builds"
-        )
-    spec = _pick_spec(c.specs, c.base_level, c.head_level)
-    strong = abs(comparison.delta_sigma or 0.0) >= 5.0 and comparison.base_n >= 5
-    return AlertItem(
-        dedup_key=dedup_key,
-        metric=c.metric,
-        unit=c.unit,
-        dataset=c.dataset,
-        filter=c.filter,
-        instrument=job.context.instrument if job else None,
-        branch=job.context.branch if job else None,
-        pr=number,
-        value=_finite(comparison.head_value),
-        before=_finite(comparison.base_mean),
-        after=_finite(comparison.head_value),
-        delta=_finite(comparison.delta),
-        delta_pct=_finite(comparison.delta_pct),
-        delta_sigma=_finite(comparison.delta_sigma),
-        sigma=_finite(comparison.base_std),
-        confidence="high" if strong else "moderate",
-        threshold=spec.threshold,
-        operator=spec.operator,
-        spec=spec.spec,
-        requirements=spec.requirements,
-        level_before=_fmt_level(c.base_level),
-        level_after=_fmt_level(c.head_level),
-        commit_before=job.context.base_commit if job else None,
-        commit_after=job.context.commit if job else None,
-        compare_url=compare_url(
-            job.context.repository if job else None,
-            job.context.base_commit if job else None,
-            job.context.commit if job else None,
-        ),
-        job_id=c.head_job,
-        summary=summary.strip(),
-    )
-
-
-def _summary(
-    number: int, target: str, head: StoredJob, result: CompareResult
-) -> PullRequestSummary | None:
-    """What GitHub shows of a pull request's build (None without a GitHub repository)."""
-    repository = github_base(head.context.repository) or github_base(head.context.pr_url)
-    if repository is None or not head.context.commit:
-        return None
-    counts = {outcome: 0 for outcome in Outcome}
-    for c in result.metrics:
-        counts[c.comparison.outcome] += 1
-    jobs = {job.id: job for job in result.head_jobs}
-    worst = tuple(
-        _pr_item(
-            f"pr:{number}|{c.metric}|{c.dataset or ''}|{c.filter or ''}",
-            c,
-            number,
-            target,
-            jobs.get(c.head_job),
-        )
-        for c in result.metrics
-        if c.comparison.outcome in (Outcome.REGRESSED, Outcome.MISSING)
-    )[:50]
-    return PullRequestSummary(
-        repository=repository,
-        pr=number,
-        head_sha=head.context.commit,
-        job_id=head.id,
-        regressed=counts[Outcome.REGRESSED],
-        improved=counts[Outcome.IMPROVED],
-        missing=counts[Outcome.MISSING],
-        compared=len(result.metrics),
-        baseline="; ".join(result.baseline),
-        worst=worst,
-        pr_url=head.context.pr_url,
-    )
-
-
-def summary_document(summary: PullRequestSummary) -> dict[str, Any]:
-    data = {
-        name: getattr(summary, name)
-        for name in PullRequestSummary.__dataclass_fields__
-        if name != "worst"
-    }
-    data["worst"] = [
-        {"dedup_key": i.dedup_key, "state": i.state, **item_evidence(i)} for i in summary.worst
-    ]
-    return data
-
-
-def summary_from_document(data: Mapping[str, Any]) -> PullRequestSummary:
-    fields = {k: v for k, v in data.items() if k in PullRequestSummary.__dataclass_fields__}
-    fields["worst"] = tuple(
-        item_from_evidence(i["dedup_key"], i.get("state", "open"), i)
-        for i in data.get("worst") or ()
-    )
-    return PullRequestSummary(**fields)
-
-
-class AlertDispatcher:
-    """The background task that sends due notifications through the notifiers."""
-
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        notifiers: Mapping[str, Notifier],
-        links: Links,
-        *,
-        retry_initial_s: float = 1.0,
-        retry_max_s: float = 300.0,
-        poll_s: float = 0.5,
-        lease_s: float = 60.0,
-        batch: int = 50,
-    ) -> None:
-        self._sessionmaker = sessionmaker
-        self._notifiers = dict(notifiers)
-        self._links = links
-        self._retry_initial_s = retry_initial_s
-        self._retry_max_s = retry_max_s
-        self._poll_s = poll_s
-        self._lease = timedelta(seconds=lease_s)
-        self._batch = batch
-        self.wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="specwatch-alerts")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def pending(self) -> int:
-        async with self._sessionmaker() as session:
-            return await AlertStore(session).undelivered()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception as error:
-                log.warning("alert delivery pass failed", error=str(error))
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self._poll_s)
-
-    async def drain(self, *, due_only: bool = False) -> int:
-        """Send every notification now, ignoring their due time unless ``due_only``; returns
-        how many were delivered (tests, CLI)."""
-        return await self.deliver_due(ignore_due=not due_only)
-
-    async def deliver_due(self, *, ignore_due: bool = False) -> int:
-        """One pass over what is due; returns how many were sent."""
-        delivered = 0
-        tried: set[int] = set()
-        while True:
-            horizon = datetime.max.replace(tzinfo=UTC) if ignore_due else datetime.now(UTC)
-            async with self._sessionmaker() as session:
-                due = await AlertStore(session).due(horizon, self._batch)
-            due = [n for n in due if n.id not in tried]
-            if not due:
-                return delivered
-            for notification in due:
-                tried.add(notification.id)
-                delivered += await self._deliver(notification) is True
-
-    async def _deliver(self, notification: DueNotification) -> bool | None:
-        """True: sent; False: deferred or failed; None: another worker has it."""
-        now = datetime.now(UTC)
-        async with self._sessionmaker() as session, session.begin():
-            store = AlertStore(session)
-            if not await store.claim(notification.id, now, self._lease):
-                return None
-            alert = await store.get(notification.alert_id) if notification.alert_id else None
-        notifier = self._notifiers.get(notification.channel)
-        message = Message(
-            event=NotificationEvent(notification.event),
-            delivery_id=f"specwatch-{notification.id}",
-            alert=alert,
-            summary=summary_from_document(notification.payload)
-            if notification.payload and notification.event == NotificationEvent.PR_SUMMARY
-            else None,
-            links=self._links,
-        )
-        error: DeliveryError | None = None
-        rerun = message.event is NotificationEvent.RERUN
-        if rerun and isinstance(notifier, GitHubNotifier) and notification.payload:
-            try:
-                payload = notification.payload
-                await notifier.dispatch_rerun(
-                    str(payload["repository"]), dict(payload["client_payload"])
-                )
-            except DeliveryError as failed:
-                error = failed
-        elif notifier is None:
-            error = DeliveryError(
-                f"channel {notification.channel} is not configured", permanent=True
-            )
-        elif not notifier.accepts(message):
-            error = DeliveryError(
-                f"channel {notification.channel} does not take {notification.event}",
-                permanent=True,
-            )
-        else:
-            try:
-                await notifier.send(message)
-            except DeliveryError as failed:
-                error = failed
-        now = datetime.now(UTC)
-        async with self._sessionmaker() as session, session.begin():
-            store = AlertStore(session)
-            if error is None:
-                await store.delivered(notification.id, now)
-                log.info(
-                    "alert notification sent",
-                    channel=notification.channel,
-                    notification_event=notification.event,
-                    alert=notification.alert_id,
-                )
-                return True
-            if error.permanent:
-                await store.fail(notification.id, now, str(error))
-                log.error(
-                    "alert notification refused; not retried",
-                    channel=notification.channel,
-                    error=str(error),
-                )
-                return False
-            backoff = min(
-                self._retry_max_s, self._retry_initial_s * 2.0 ** min(notification.attempts, 30)
-            )
-            delay = error.retry_after if error.retry_after is not None else backoff
-            await store.defer(notification.id, due=now + timedelta(seconds=delay), error=str(error))
-            log.warning(
-                "alert notification failed; will retry",
-                channel=notification.channel,
-                error=str(error),
-                retry_in_s=round(delay, 3),
-            )
-            return False
 
 
 def load_rules(settings: Settings) -> RuleSet:
@@ -1328,23 +945,3 @@ def load_rules(settings: Settings) -> RuleSet:
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"SPECWATCH_ALERT_RULES: cannot read {path}: {error}") from None
     return parse_rules(text, source=str(path), limits=settings.document_limits)
-
-
-def notifiers_of(
-    settings: Settings, client: httpx.AsyncClient
-) -> tuple[dict[str, Notifier], Links]:
-    """The configured channels' notifiers, and where messages link to."""
-    notifiers: dict[str, Notifier] = {}
-    if settings.slack_webhook_url is not None:
-        notifiers["slack"] = SlackNotifier(settings.slack_webhook_url.get_secret_value(), client)
-    if settings.alert_webhook_url:
-        secret = settings.alert_webhook_secret
-        notifiers["webhook"] = WebhookNotifier(
-            settings.alert_webhook_url, secret.get_secret_value() if secret else None, client
-        )
-    if settings.github_token is not None:
-        notifiers["github"] = GitHubNotifier(
-            settings.github_api_url.rstrip("/"), settings.github_token.get_secret_value(), client
-        )
-    base = settings.public_url.rstrip("/") + "/dashboard/" if settings.public_url else None
-    return notifiers, Links(dashboard=base)

@@ -17,7 +17,8 @@ from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
 from specwatch.store.series.influxdb import InfluxDBSeriesStore
 
-from .alerts import AlertDispatcher, AlertService, load_rules, notifiers_of
+from .alert_delivery import AlertDispatcher, notifiers_of
+from .alerts import AlertService, load_rules
 from .builds import BuildService
 from .compare import CompareService
 from .definitions import DefinitionService

@@ -444,7 +444,7 @@ def alerts_test(settings: Settings, channel: str) -> None:
 
     from specwatch.alerts.base import sample_message
     from specwatch.exceptions import InvalidInputError
-    from specwatch.services.alerts import notifiers_of
+    from specwatch.services.alert_delivery import notifiers_of
 
     async def run() -> None:
         async with httpx.AsyncClient(timeout=settings.influxdb_timeout_s) as client:

@@ -8,6 +8,7 @@ resolution hold; delivery survives a receiver that is down and honours Retry-Aft
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -81,19 +82,37 @@ def _settings(url: str) -> Settings:
     return Settings(database_url=url, series_write_wait_s=5.0, influxdb_timeout_s=2.0)
 
 
-@pytest.fixture
-async def lite(sqlite_url: str, fakes: Fakes) -> AsyncIterator[ProcessContext]:
-    """A process context on an empty SQLite database, its channels at the fakes; nothing in
-    the background (tests call each step)."""
+@contextlib.asynccontextmanager
+async def alert_context(
+    sqlite_url: str,
+    fakes: Fakes,
+    *,
+    rules: str | None = None,
+    folder: Path | None = None,
+    **extra: Any,
+) -> AsyncIterator[ProcessContext]:
+    """A process context on an empty SQLite database with the test definitions, its channels
+    at the fakes (and its rules from ``rules``, written in ``folder``); nothing in the
+    background (tests call each step)."""
     await truncate_all(sqlite_url)
-    context = await ProcessContext.open(
-        alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes), background=False
-    )
-    await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+    if rules is not None:
+        assert folder is not None
+        path = folder / "rules.yaml"
+        path.write_text(rules)
+        extra["alert_rules"] = path
+    settings = alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes, **extra)
+    context = await ProcessContext.open(settings, background=False)
     try:
+        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
         yield context
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def lite(sqlite_url: str, fakes: Fakes) -> AsyncIterator[ProcessContext]:
+    async with alert_context(sqlite_url, fakes) as context:
+        yield context
 
 
 def job(
@@ -231,15 +250,8 @@ async def test_a_step_in_two_datasets_is_one_message_then_resolves_when_accepted
 async def test_confirm_waits_for_that_many_builds(
     sqlite_url: str, fakes: Fakes, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - {name: slow, kind: regression, confirm: 12}\n")
-    await truncate_all(sqlite_url)
-    settings = alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes)
-    context = await ProcessContext.open(
-        settings.model_copy(update={"alert_rules": rules}), background=False
-    )
-    try:
-        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+    rules = "rules:\n  - {name: slow, kind: regression, confirm: 12}\n"
+    async with alert_context(sqlite_url, fakes, rules=rules, folder=tmp_path) as context:
         e = noise(60, 4)
         values = [4.0 + (1.0 if n >= 30 else 0.0) + e[n] for n in range(60)]
         ids = await ingest(context, [job(n, {"PA1": values[n]}) for n in range(38)])
@@ -253,22 +265,13 @@ async def test_confirm_waits_for_that_many_builds(
         assert await settle(context, ids) == 1  # the 12th build after the change
         [alert] = await alerts_of(context)
         assert alert.rule == "slow" and alert.items[0].confirming_builds == 12
-    finally:
-        await context.close()
 
 
 async def test_improvements_outliers_and_monitor_only_metrics_raise_nothing(
     sqlite_url: str, fakes: Fakes, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("monitor_only: ['al.TI*']\nrules:\n  - {name: regression, kind: regression}\n")
-    await truncate_all(sqlite_url)
-    settings = alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes)
-    context = await ProcessContext.open(
-        settings.model_copy(update={"alert_rules": rules}), background=False
-    )
-    try:
-        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+    rules = "monitor_only: ['al.TI*']\nrules:\n  - {name: regression, kind: regression}\n"
+    async with alert_context(sqlite_url, fakes, rules=rules, folder=tmp_path) as context:
         e = noise(60, 5)
         bodies = []
         for n in range(50):
@@ -290,8 +293,6 @@ async def test_improvements_outliers_and_monitor_only_metrics_raise_nothing(
             limit=10,
         )
         assert {c.key.metric for c in changes} == {"al.PA1", "al.TIME"}  # found, not alerted
-    finally:
-        await context.close()
 
 
 # --- spec levels -------------------------------------------------------------------------------
@@ -302,37 +303,30 @@ async def test_spec_level_needs_two_builds_each_way_and_cools_down(
 ) -> None:
     """PA1 design is <= 5 mmag.  One build over it says nothing; two open an alert; one back
     under keeps it; two resolve it; losing it again within the cooldown stays quiet."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - {name: spec-level, kind: spec_level, confirm: 2}\n")
-    await truncate_all(sqlite_url)
-    settings = alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes)
-    lite = await ProcessContext.open(
-        settings.model_copy(update={"alert_rules": rules}), background=False
-    )
-    await lite.definitions().import_definitions(parse_definition_files(DEFINITIONS))
-    levels = [4.0] * 20 + [5.5] + [4.0] * 5 + [5.5, 5.6] + [4.2] + [5.4] + [4.1, 4.0]
-    levels += [5.5, 5.5]  # lost again, inside the default hour of cooldown
-    sent = []
-    ids: list[int] = []
-    for n, value in enumerate(levels):
-        ids = await ingest(lite, [job(n, {"AM1": 10.0, "PA1": value})])
-        await settle(lite, ids)
-        sent.append(len(fakes.slack.messages))
-    # Messages: opened after build 27 (the second over), resolved after build 31.
-    assert sent[26] == 0 and sent[27] == 1
-    assert sent[28:31] == [1, 1, 1] and sent[31] == 2
-    assert sent[-1] == 2  # cooldown
-    opened, resolved = headers_of(fakes.slack)
-    assert "Spec level lost" in opened and "al.PA1" in opened
-    assert "Resolved" in resolved
-    text = json.dumps(fakes.slack.messages[0])
-    assert "DMS-REQ-0275" in text and "design" in text
-    alerts = await alerts_of(lite, None)
-    assert len(alerts) == 1
-    item = alerts[0].items[0]
-    assert item.level_before == "design" and item.level_after == "minimum"
-    assert item.threshold == 5.0 and item.operator == "<="
-    await lite.close()
+    rules = "rules:\n  - {name: spec-level, kind: spec_level, confirm: 2}\n"
+    async with alert_context(sqlite_url, fakes, rules=rules, folder=tmp_path) as lite:
+        levels = [4.0] * 20 + [5.5] + [4.0] * 5 + [5.5, 5.6] + [4.2] + [5.4] + [4.1, 4.0]
+        levels += [5.5, 5.5]  # lost again, inside the default hour of cooldown
+        sent = []
+        ids: list[int] = []
+        for n, value in enumerate(levels):
+            ids = await ingest(lite, [job(n, {"AM1": 10.0, "PA1": value})])
+            await settle(lite, ids)
+            sent.append(len(fakes.slack.messages))
+        # Messages: opened after build 27 (the second over), resolved after build 31.
+        assert sent[26] == 0 and sent[27] == 1
+        assert sent[28:31] == [1, 1, 1] and sent[31] == 2
+        assert sent[-1] == 2  # cooldown
+        opened, resolved = headers_of(fakes.slack)
+        assert "Spec level lost" in opened and "al.PA1" in opened
+        assert "Resolved" in resolved
+        text = json.dumps(fakes.slack.messages[0])
+        assert "DMS-REQ-0275" in text and "design" in text
+        alerts = await alerts_of(lite, None)
+        assert len(alerts) == 1
+        item = alerts[0].items[0]
+        assert item.level_before == "design" and item.level_after == "minimum"
+        assert item.threshold == 5.0 and item.operator == "<="
 
 
 async def test_failing_the_minimum_alerts_even_without_history_of_passing(
@@ -529,23 +523,15 @@ async def test_retry_after_is_honoured_and_a_refusal_is_not_retried(
 
 
 async def test_the_webhook_gets_signed_json(sqlite_url: str, fakes: Fakes) -> None:
-    await truncate_all(sqlite_url)
-    settings = alert_settings(
-        Stack("sqlite", _settings(sqlite_url), None),
+    async with alert_context(
+        sqlite_url,
         fakes,
         alert_webhook_url=fakes.webhook.url + "/hook",
         alert_webhook_secret=WEBHOOK_KEY,
         slack_webhook_url=None,
-    )
-    context = await ProcessContext.open(settings, background=False)
-    try:
-        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
-        assert (
-            await settle(context, await ingest(context, [job(n, {"PA1": 9.0}) for n in range(3)]))
-            == 1
-        )
-    finally:
-        await context.close()
+    ) as context:
+        bodies = [job(n, {"PA1": 9.0}) for n in range(3)]
+        assert await settle(context, await ingest(context, bodies)) == 1
     [request] = fakes.webhook.requests
     assert request.headers["X-Specwatch-Signature-256"] == sign(WEBHOOK_KEY, request.body)
     assert request.headers["X-Specwatch-Event"] == "opened"
@@ -600,15 +586,8 @@ async def test_the_demo_raises_the_alerts_a_person_expects_and_no_others(
 async def test_a_suspected_change_asks_ci_for_a_rerun_once_and_alerts_when_it_agrees(
     sqlite_url: str, fakes: Fakes, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - {name: rr, kind: regression, confirm: 20, rerun: true}\n")
-    await truncate_all(sqlite_url)
-    settings = alert_settings(Stack("sqlite", _settings(sqlite_url), None), fakes)
-    context = await ProcessContext.open(
-        settings.model_copy(update={"alert_rules": rules}), background=False
-    )
-    try:
-        await context.definitions().import_definitions(parse_definition_files(DEFINITIONS))
+    rules = "rules:\n  - {name: rr, kind: regression, confirm: 20, rerun: true}\n"
+    async with alert_context(sqlite_url, fakes, rules=rules, folder=tmp_path) as context:
         e = noise(60, 8)
         values = [4.0 + (1.0 if n >= 30 else 0.0) + e[n] for n in range(60)]
         await settle(
@@ -637,8 +616,6 @@ async def test_a_suspected_change_asks_ci_for_a_rerun_once_and_alerts_when_it_ag
         assert alert.rule == "rr" and alert.items[0].confidence == "high"
         assert len(fakes.slack.messages) == 1
         assert len(fakes.github.dispatches) == 1  # asked once
-    finally:
-        await context.close()
 
 
 async def test_an_alert_outlives_the_detection_window_of_its_change(

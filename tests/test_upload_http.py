@@ -15,13 +15,9 @@ import pytest
 from receiver import Answer, created, receiver
 from served import run_cli as run
 
-from specwatch.collectors.client import (
-    BACKOFF_MAX_S,
-    Deadline,
-    SpecwatchClient,
-    retry_after_s,
-)
+from specwatch.collectors.client import BACKOFF_MAX_S, Deadline, SpecwatchClient
 from specwatch.collectors.errors import RefusedError, UnreachableError
+from specwatch.retry_after import retry_after_s
 
 JOB = {
     "measurements": [{"metric": "demo.latency", "value": 12.5, "unit": "ms"}],
