@@ -134,6 +134,22 @@ class Settings(BaseSettings):
         description="How long a worker holds a notification it is sending; a crashed worker's "
         "are sent by another after this.",
     )
+    background: Literal["inline", "off"] = Field(
+        "inline",
+        description="'inline': this process also runs the background work (series delivery "
+        "from the outbox, change detection, alert delivery); 'off': it only serves, and "
+        "`specwatch worker` processes do the background work.",
+    )
+    root_path: str = Field(
+        "",
+        description="Path prefix under which a proxy serves Specwatch (e.g. '/specwatch'); "
+        "unset: the path of SPECWATCH_PUBLIC_URL, if any.",
+    )
+    ready_max_outbox: int = Field(
+        10_000,
+        ge=1,
+        description="GET /readyz answers 503 while more jobs than this wait for the series store.",
+    )
     database_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
     access_log: bool = Field(
         True, description="Log one line per request (method, path, status, duration)."
