@@ -29,7 +29,7 @@ from specwatch.exceptions import SpecwatchError
 from specwatch.services.context import ProcessContext
 
 from . import pages
-from .registry import CALLBACKS, PREFIX, PageRequest, match, parse_query
+from .registry import CALLBACKS, PREFIX, ROOT_PATH, PageRequest, match, parse_query
 from .ui import empty_state, nav_bar
 
 log = structlog.get_logger("specwatch.dashboard")
@@ -53,14 +53,15 @@ def _load_pages() -> None:
         importlib.import_module(f"{pages.__name__}.{module.name}")
 
 
-def create_dashboard(server: FastAPI) -> Dash:
-    """Add the dashboard to ``server`` (whose lifespan sets ``state.context``)."""
+def create_dashboard(server: FastAPI, *, root_path: str = "") -> Dash:
+    """Add the dashboard to ``server`` (whose lifespan sets ``state.context``); ``root_path``:
+    the prefix a proxy serves it under (the browser asks for ``root_path + /dashboard/…``)."""
     _load_pages()
     app = Dash(
         __name__,
         server=cast(Any, server),  # typed for Flask; a FastAPI app selects that backend
         routes_pathname_prefix=PREFIX,
-        requests_pathname_prefix=PREFIX,
+        requests_pathname_prefix=root_path + PREFIX,
         title="Specwatch",
         update_title=cast(str, None),  # no "Updating..." flicker in the tab title
         suppress_callback_exceptions=True,  # page components come and go with the route
@@ -110,7 +111,7 @@ def create_dashboard(server: FastAPI) -> Dash:
     server.add_api_route(PREFIX + "{path:path}", index, methods=["GET"], include_in_schema=False)
 
     async def root() -> RedirectResponse:
-        return RedirectResponse(PREFIX, status_code=307)
+        return RedirectResponse(root_path + PREFIX, status_code=307)
 
     server.add_api_route("/", root, methods=["GET"], include_in_schema=False)
     server.add_middleware(DashboardHeaders, csp=_CSP.format(hashes=" ".join(app.csp_hashes())))
@@ -159,11 +160,16 @@ class DashboardHeaders:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not (
-            scope["path"].startswith(PREFIX) or scope["path"] == "/"
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        root, path = scope.get("root_path", ""), scope["path"]
+        if root and path.startswith(root + "/"):  # a proxy that keeps its prefix
+            path = path[len(root) :]
+        if not (path.startswith(PREFIX) or path == "/"):
+            await self.app(scope, receive, send)
+            return
+        ROOT_PATH.set(root)
         started = time.perf_counter()
         output = b""
         if scope["method"] == "POST":

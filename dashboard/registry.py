@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -19,6 +20,9 @@ from dash.development.base_component import Component
 from specwatch.services.context import ProcessContext
 
 PREFIX = "/dashboard/"
+# The path prefix a proxy serves the dashboard under (``SPECWATCH_ROOT_PATH``), for the request
+# being drawn: links carry it, the router strips it.  Set by the dashboard's middleware.
+ROOT_PATH: ContextVar[str] = ContextVar("specwatch_root_path", default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ def match(path: str) -> tuple[Page, dict[str, str]] | None:
     """The page for a path under the prefix, with its parameters."""
     from urllib.parse import unquote
 
+    root = ROOT_PATH.get()
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
     relative = path[len(PREFIX) :] if path.startswith(PREFIX) else path.lstrip("/")
     for candidate in PAGES:
         found = candidate.pattern.match(relative)
@@ -111,5 +118,6 @@ def query_string(query: Mapping[str, QueryValue]) -> str:
 
 
 def href(path: str, **query: QueryValue) -> str:
-    """A dashboard URL: ``PREFIX + path`` and the non-empty query parameters."""
-    return PREFIX + path.lstrip("/") + query_string(query)
+    """A dashboard URL: ``PREFIX + path`` (behind the proxy's prefix) and the non-empty query
+    parameters."""
+    return ROOT_PATH.get() + PREFIX + path.lstrip("/") + query_string(query)

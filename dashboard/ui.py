@@ -17,7 +17,7 @@ from dash.development.base_component import Component
 
 from specwatch.metrics.formatting import format_age, format_quantity, format_utc
 
-from .registry import PREFIX, href
+from .registry import href
 
 # Status words and their CSS classes: colour is never the only cue, the word is shown too.
 STATUS_CLASSES = {
@@ -44,13 +44,13 @@ STATUS_CLASSES = {
 
 def nav_bar(version: str) -> Component:
     links = [
-        ("Overview", PREFIX),
+        ("Overview", href("")),
         ("Regressions", href("regressions")),
         ("Requirements", href("requirements")),
     ]
     return html.Header(
         [
-            dcc.Link("Specwatch", href=PREFIX, className="brand"),
+            dcc.Link("Specwatch", href=href(""), className="brand"),
             html.Nav([dcc.Link(text, href=url, className="nav-link") for text, url in links]),
             html.Div(
                 [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
@@ -16,6 +17,7 @@ from specwatch.store.database import check_schema, create_engine, create_session
 from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.series.embedded import EmbeddedSeriesStore
 from specwatch.store.series.influxdb import InfluxDBSeriesStore
+from specwatch.store.work import WorkStore
 
 from .alert_delivery import AlertDispatcher, notifiers_of
 from .alerts import AlertService, load_rules
@@ -26,7 +28,13 @@ from .delivery import OutboxDeliverer
 from .jobs import JobService
 from .metrics import MetricService
 from .overview import OverviewService
-from .regressions import DetectionScheduler, RegressionService
+from .regressions import (
+    DETECT,
+    DetectionScheduler,
+    RegressionService,
+    request_detection,
+    work_of_points,
+)
 from .report import ReportService
 from .tokens import TokenCache, TokenService
 from .trends import TrendService
@@ -54,8 +62,15 @@ class ProcessContext:
     token_cache: TokenCache = field(default_factory=TokenCache)
 
     @classmethod
-    async def open(cls, settings: Settings, *, background: bool = True) -> ProcessContext:
-        """Open everything; refuse (``DatabaseNotReadyError``) unless the schema is at head."""
+    async def open(
+        cls, settings: Settings, *, background: bool = True, serve: bool = True
+    ) -> ProcessContext:
+        """Open everything; refuse (``DatabaseNotReadyError``) unless the schema is at head.
+
+        ``background``: run the background work (outbox sweep, detection, alert delivery)
+        here, unless ``SPECWATCH_BACKGROUND=off``; ``serve``: this process ingests (its
+        points go to the series store as they come).
+        """
         rules = load_rules(settings)  # a bad rules file stops the start, before anything opens
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         try:
@@ -102,16 +117,20 @@ class ProcessContext:
             lease_s=settings.alert_lease_s,
         )
         alerts.wake = dispatcher.wake
+        background = background and settings.background == "inline"
         detection = None
         if background and settings.detect_on_ingest:
-            detection = DetectionScheduler(regressions, debounce_s=settings.detect_debounce_s)
+            detection = DetectionScheduler(
+                regressions, sessionmaker, debounce_s=settings.detect_debounce_s
+            )
         deliverer = OutboxDeliverer(
             sessionmaker,
             series,
             retry_initial_s=settings.outbox_retry_initial_s,
             retry_max_s=settings.outbox_retry_max_s,
             batch_jobs=settings.outbox_batch_jobs,
-            on_delivered=detection.touch_points if detection else None,
+            work_of=work_of_points if settings.detect_on_ingest else None,
+            work_delay_s=settings.detect_debounce_s,
         )
         context = cls(
             settings,
@@ -125,8 +144,11 @@ class ProcessContext:
             alert_service=alerts,
             dispatcher=dispatcher,
         )
+        if serve or background:
+            # Every serving process writes its own ingests' points (the fast path); the
+            # sweep of what is left in the outbox is background work.
+            deliverer.start(sweep=background)
         if background:
-            deliverer.start()
             if detection:
                 detection.start()
             if settings.alert_delivery and notifiers:
@@ -162,16 +184,22 @@ class ProcessContext:
         )
 
     async def _redetect_metrics(self, metrics: Sequence[str]) -> int:
-        """Detect the series of ``metrics`` again: in the background when this process runs
-        detection (``/healthz`` counts what is pending), else now.  Returns how many."""
+        """Detect the series of ``metrics`` again: queued for the background when detection
+        runs after ingests (``/healthz`` counts what is pending), else now.  Returns how many."""
         regressions = self.regressions()
         wanted = set(metrics)
         keys = [key for key in await regressions.all_keys() if key.metric in wanted]
-        if self.detection is not None:
-            self.detection.touch_keys(keys)
+        if self.settings.detect_on_ingest:
+            due = datetime.now(UTC) + timedelta(seconds=self.settings.detect_debounce_s)
+            await request_detection(self.sessionmaker, keys, due)
         else:
             await regressions.detect_many(keys)
         return len(keys)
+
+    async def detection_pending(self) -> int:
+        """Series queued for detection, in any process."""
+        async with self.sessionmaker() as session:
+            return await WorkStore(session).count(DETECT)
 
     def metrics(self) -> MetricService:
         return MetricService(self.sessionmaker, self.series)

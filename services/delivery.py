@@ -2,10 +2,11 @@
 
 An ingest commits the job and an outbox row to SQL, then hands the job's points to the
 deliverer and waits a little (``series_write_wait_s``).  The deliverer writes everything queued
-in one request (concurrent ingests share one InfluxDB write), deletes the outbox rows of what it
-delivered and wakes the waiters.  What fails, or what a process crashed before delivering,
-stays in the outbox: a sweep delivers it with exponential back-off once the series store
-answers again.  Writes are idempotent, so delivering twice is harmless.
+in one request (concurrent ingests share one InfluxDB write), wakes the waiters, then deletes
+the outbox rows of what it delivered.  What fails, or what a process crashed before delivering,
+stays in the outbox: a sweep (in any process that runs the background work) delivers it with
+exponential back-off once the series store answers again.  Writes are idempotent, so
+delivering twice is harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from specwatch.metrics.records import StoredJob
 from specwatch.store.jobs import JobStore
 from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import SeriesPoint, TimeSeriesStore
+from specwatch.store.work import WorkStore
 
 log = structlog.get_logger("specwatch.delivery")
 
@@ -78,8 +80,19 @@ class _Pending:
     done: asyncio.Future[bool]
 
 
+WorkOf = Callable[[list[SeriesPoint]], dict[str, set[str]]]
+
+
 class OutboxDeliverer:
-    """The background task that moves points from SQL to the series store."""
+    """The task that moves points from SQL to the series store.
+
+    Every serving process runs the fast path (its own ingests' points, written as they come);
+    the sweep (what failed, or what a crashed process left) runs where the background work
+    does, claiming outbox rows with ``FOR UPDATE SKIP LOCKED`` so that workers never deliver
+    the same job at once.  Removing a delivered job's outbox row and queueing the work its
+    points cause (``work_of``: change detection, alert rules) is one transaction: either both
+    happen or the job is delivered again and its work queued then.
+    """
 
     def __init__(
         self,
@@ -89,27 +102,39 @@ class OutboxDeliverer:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 60.0,
         batch_jobs: int = 200,
-        on_delivered: Callable[[list[SeriesPoint]], None] | None = None,
+        work_of: WorkOf | None = None,
+        work_delay_s: float = 0.0,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._series = series
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._batch_jobs = batch_jobs
-        self._on_delivered = on_delivered
+        self._work_of = work_of
+        self._work_delay = timedelta(seconds=work_delay_s)
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sweeps = True
         self._failures = 0
-        # Delivered job ids whose outbox rows are deleted in batches, off the delivery path.
+        # Delivered job ids whose outbox rows are deleted in batches, off the delivery path,
+        # with the work their points cause.
         self._delivered: list[int] = []
+        self._work: dict[str, set[str]] = {}
         self._cleanup_wake = asyncio.Event()
         self._cleanup_task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self, *, sweep: bool = True) -> None:
+        """Deliver this process's ingests; with ``sweep``, the outbox's due rows too."""
         if self._task is None:
+            self._sweeps = sweep
             self._task = asyncio.create_task(self._run(), name="specwatch-outbox")
             self._cleanup_task = asyncio.create_task(self._clean(), name="specwatch-outbox-gc")
+
+    @property
+    def running(self) -> bool:
+        """Whether ``submit`` delivers (else a job waits in the outbox for a sweep)."""
+        return self._task is not None
 
     async def stop(self) -> None:
         for task in (self._task, self._cleanup_task):
@@ -157,7 +182,7 @@ class OutboxDeliverer:
             if self._queue:
                 await self._deliver_queue()
                 continue
-            if loop.time() >= next_sweep:
+            if self._sweeps and loop.time() >= next_sweep:
                 try:
                     delivered = await self._sweep(due_only=True)
                 except Exception as error:
@@ -168,10 +193,9 @@ class OutboxDeliverer:
             self._wake.clear()
             if self._queue:  # queued while we swept: do not sleep on it
                 continue
+            timeout = max(0.0, next_sweep - loop.time()) if self._sweeps else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=max(0.0, next_sweep - loop.time())
-                )
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _clean(self) -> None:
         while True:
@@ -179,14 +203,28 @@ class OutboxDeliverer:
             self._cleanup_wake.clear()
             await self._remove_delivered()
 
+    def _collect_work(self, points: list[SeriesPoint]) -> None:
+        if self._work_of is not None:
+            for kind, payloads in self._work_of(points).items():
+                self._work.setdefault(kind, set()).update(payloads)
+
+    async def _queue_work(self, session: AsyncSession, work: dict[str, set[str]]) -> None:
+        due = datetime.now(UTC) + self._work_delay
+        store = WorkStore(session)
+        for kind, payloads in sorted(work.items()):
+            if payloads:
+                await store.add(kind, payloads, due)
+
     async def _remove_delivered(self) -> None:
         job_ids, self._delivered = self._delivered, []
+        work, self._work = self._work, {}
         if not job_ids:
             return
         try:
             async with self._sessionmaker() as session, session.begin():
                 await OutboxStore(session).remove(job_ids)
-        except Exception as error:  # delivered; the sweep rewrites them harmlessly later
+                await self._queue_work(session, work)
+        except Exception as error:  # delivered; the sweep delivers again and queues the work
             log.warning("outbox cleanup failed", jobs=len(job_ids), error=str(error))
 
     def _backoff_s(self) -> float:
@@ -194,77 +232,68 @@ class OutboxDeliverer:
             return 1.0
         return min(self._retry_max_s, self._retry_initial_s * 2.0 ** (self._failures - 1))
 
+    def _failed(self, job_ids: list[int], error: SeriesStoreError) -> timedelta:
+        self._failures += 1
+        delay = timedelta(seconds=self._backoff_s())
+        log.warning(
+            "series write failed; kept in the outbox",
+            jobs=len(job_ids),
+            error=str(error),
+            retry_in_s=delay.total_seconds(),
+        )
+        return delay
+
     async def _deliver_queue(self) -> None:
+        """The fast path: write what this process's ingests queued, in one request."""
         batch, self._queue = self._queue[: self._batch_jobs], self._queue[self._batch_jobs :]
         points = [point for pending in batch for point in pending.points]
         job_ids = [pending.job_id for pending in batch]
-        ok = await self._write(points, job_ids, release=[p.done for p in batch], later=True)
+        try:
+            await self._series.write(points)
+        except SeriesStoreError as error:
+            delay = self._failed(job_ids, error)
+            try:
+                async with self._sessionmaker() as session, session.begin():
+                    await OutboxStore(session).defer(
+                        job_ids, now=datetime.now(UTC), delay=delay, error=str(error)
+                    )
+            except Exception as db_error:
+                log.warning("outbox defer failed", error=str(db_error))
+            ok = False
+        else:
+            self._failures = 0
+            self._delivered.extend(job_ids)
+            self._collect_work(points)
+            self._cleanup_wake.set()
+            ok = True
         for pending in batch:
             if not pending.done.done():
                 pending.done.set_result(ok)
 
-    async def _write(
-        self,
-        points: list[SeriesPoint],
-        job_ids: list[int],
-        release: list[asyncio.Future[bool]] | None = None,
-        *,
-        later: bool = False,
-    ) -> bool:
-        """Write points; on success forget their outbox rows, else schedule a retry.
-
-        ``release``: waiters to wake as soon as the points are stored, before the outbox
-        cleanup (a crash in between only means a harmless second delivery).
-        """
-        now = datetime.now(UTC)
-        try:
-            await self._series.write(points)
-        except SeriesStoreError as error:
-            self._failures += 1
-            delay = timedelta(seconds=self._backoff_s())
-            log.warning(
-                "series write failed; kept in the outbox",
-                jobs=len(job_ids),
-                error=str(error),
-                retry_in_s=delay.total_seconds(),
-            )
-            try:
-                async with self._sessionmaker() as session, session.begin():
-                    await OutboxStore(session).defer(
-                        job_ids, now=now, delay=delay, error=str(error)
-                    )
-            except Exception as db_error:
-                log.warning("outbox defer failed", error=str(db_error))
-            return False
-        self._failures = 0
-        if self._on_delivered is not None:
-            self._on_delivered(points)
-        for waiter in release or ():
-            if not waiter.done():
-                waiter.set_result(True)
-        if later:
-            self._delivered.extend(job_ids)
-            self._cleanup_wake.set()
-            return True
-        try:
-            async with self._sessionmaker() as session, session.begin():
-                await OutboxStore(session).remove(job_ids)
-        except Exception as error:
-            log.warning("outbox cleanup failed", error=str(error))
-        return True
-
     async def _sweep(self, *, due_only: bool) -> int:
+        """Deliver due outbox rows, a batch per transaction that holds them (SKIP LOCKED)."""
         delivered = 0
         while True:
-            now = datetime.now(UTC) if due_only else datetime.max.replace(tzinfo=UTC)
-            async with self._sessionmaker() as session:
-                job_ids = await OutboxStore(session).due(now, self._batch_jobs)
+            now = datetime.now(UTC)
+            async with self._sessionmaker() as session, session.begin():
+                outbox = OutboxStore(session)
+                job_ids = await outbox.claim(now if due_only else None, self._batch_jobs)
+                if not job_ids:
+                    return delivered
                 jobs = await JobStore(session).get_many(job_ids)
-            if not job_ids:
-                return delivered
-            points = [point for job in jobs for point in points_for_job(job)]
-            if not await self._write(points, job_ids):
-                return delivered
+                points = [point for job in jobs for point in points_for_job(job)]
+                try:
+                    await self._series.write(points)
+                except SeriesStoreError as error:
+                    delay = self._failed(job_ids, error)
+                    await outbox.defer(job_ids, now=now, delay=delay, error=str(error))
+                    return delivered
+                await outbox.remove(job_ids)
+                work: dict[str, set[str]] = {}
+                if self._work_of is not None:
+                    work = self._work_of(points)
+                await self._queue_work(session, work)
+            self._failures = 0
             delivered += len(job_ids)
             log.info("outbox delivered", jobs=len(job_ids))
             if len(job_ids) < self._batch_jobs:

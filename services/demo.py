@@ -54,7 +54,7 @@ async def load_demo(
     regressions = context.regressions()
     changes = await regressions.detect_many(await regressions.all_keys())
     if context.detection is not None:
-        context.detection.discard()  # detected just now, all of them
+        await context.detection.discard()  # detected just now, all of them
     # Detection raised the series' alerts; the builds' own rules (pull requests, metrics
     # no longer reported) look at the latest builds.
     await context.alerts().evaluate_jobs(job_ids)

@@ -3,7 +3,8 @@
 A series is a metric's values on one branch of one dataset, filter and instrument, read from
 the time-series store.  Detection looks at the last ``WINDOW`` builds of a series (bounded
 work); changes older than that window stay as they were found.  It runs in the background
-after points are delivered (a debounced set of touched series), on demand for a job's series
+after points are delivered (a durable, debounced queue of touched series), on demand for a
+job's series
 when it is excluded or included again, and over everything with ``specwatch detect --all``.
 Pull-request builds are not series: they are compared with ``/compare``.
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
+import orjson
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +32,8 @@ from specwatch.store.changes import ChangeStore
 from specwatch.store.definitions import DefinitionStore
 from specwatch.store.jobs import JobStore
 from specwatch.store.series.base import Series, SeriesPoint, SeriesQuery, TimeSeriesStore
+from specwatch.store.work import WorkItem, WorkStore
+from specwatch.telemetry import observe_detection
 
 from .definitions import check_packages
 
@@ -304,91 +309,147 @@ class RegressionService:
         return len(keys)
 
 
-class DetectionScheduler:
-    """Background detection of the series that received points, debounced and deduplicated,
-    so a burst of ingests costs one detection per series per ``debounce_s``."""
+DETECT, ALERT_JOB = "detect", "alert-job"  # kinds of work items
 
-    def __init__(self, service: RegressionService, *, debounce_s: float = 5.0) -> None:
+
+def _series_payload(group: Group, metric: str) -> str:
+    return orjson.dumps([*group, metric]).decode()
+
+
+def work_of_points(points: list[SeriesPoint]) -> dict[str, set[str]]:
+    """The work delivered points cause: detection of the series they add to, then the alert
+    rules of their builds."""
+    detect = {
+        _series_payload(group, metric)
+        for group, metrics in groups_of_points(points).items()
+        for metric in metrics
+    }
+    return {DETECT: detect, ALERT_JOB: {str(point.job_id) for point in points}}
+
+
+async def request_detection(
+    sessionmaker: async_sessionmaker[AsyncSession], keys: Iterable[SeriesKey], due: datetime
+) -> None:
+    """Queue the detection of ``keys`` (durably: whichever process runs detection does it)."""
+    payloads = [_series_payload(*group_of(key)) for key in keys]
+    async with sessionmaker() as session, session.begin():
+        await WorkStore(session).add(DETECT, payloads, due)
+
+
+class DetectionScheduler:
+    """Background detection of the series that received points, from the durable work queue.
+
+    Delivery queues a series' detection ``debounce_s`` ahead (a burst of ingests costs one
+    detection per series); any process running the background work claims due items with
+    ``FOR UPDATE SKIP LOCKED``, detects their series and deletes them in that transaction, then
+    runs the alert rules of the builds delivered.  A crash leaves the items for another run.
+    """
+
+    def __init__(
+        self,
+        service: RegressionService,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        debounce_s: float = 5.0,
+        poll_s: float = 1.0,
+        batch: int = 5000,
+    ) -> None:
         self._service = service
+        self._sessionmaker = sessionmaker
         self._debounce_s = debounce_s
-        self._touched: dict[Group, set[str]] = {}
-        self._jobs: set[int] = set()  # builds whose alert rules run after their detection
+        self._poll_s = min(poll_s, max(debounce_s, 0.05))
+        self._batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-
-    def touch_points(self, points: Iterable[SeriesPoint]) -> None:
-        """Remember the series these (delivered) points add to."""
-        points = list(points)
-        for group, metrics in groups_of_points(points).items():
-            self._touched.setdefault(group, set()).update(metrics)
-        if self._service.alerts is not None:
-            self._jobs.update(point.job_id for point in points)
-        if self._touched or self._jobs:
-            self._wake.set()
-
-    def touch_keys(self, keys: Iterable[SeriesKey]) -> None:
-        """Remember series to detect again (their metric's definition changed)."""
-        for key in keys:
-            group, metric = group_of(key)
-            self._touched.setdefault(group, set()).add(metric)
-        if self._touched:
-            self._wake.set()
-
-    @property
-    def pending(self) -> int:
-        """Series waiting for their detection."""
-        return sum(len(metrics) for metrics in self._touched.values())
-
-    @property
-    def idle(self) -> bool:
-        return not self._touched and not self._jobs
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="specwatch-detection")
 
-    def discard(self) -> None:
-        """Forget the touched series (their detection has just been run by other means)."""
-        self._touched.clear()
-        self._jobs.clear()
-        self._wake.clear()
+    async def discard(self) -> None:
+        """Forget the queued work (its detection has just been run by other means)."""
+        async with self._sessionmaker() as session, session.begin():
+            await WorkStore(session).clear()
 
-    async def stop(self, *, flush_timeout_s: float = 30.0) -> None:
-        """Stop, after detecting the series still waiting for their debounce (bounded)."""
+    async def stop(self) -> None:
+        """Stop; what waits stays queued for the next run (of this or another process)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if not self.idle:
-            try:
-                await asyncio.wait_for(self.flush(), flush_timeout_s)
-            except TimeoutError:
-                log.warning("detection left undone at shutdown; run specwatch detect --all")
 
     async def flush(self) -> int:
-        """Detect every touched series now (tests, shutdown); returns how many."""
-        touched, self._touched = self._touched, {}
-        jobs, self._jobs = self._jobs, set()
-        self._wake.clear()
+        """Detect every queued series now, due or not (tests, CLI); returns how many."""
         count = 0
-        for group, metrics in sorted(touched.items()):
-            count += len(metrics)
-            try:
-                await self._service.detect_many(keys_of_group(group, metrics))
-            except Exception as error:  # one bad group must not stop the others
-                log.warning(
-                    "detection failed", package=group[0], dataset=group[1], error=str(error)
-                )
-        if jobs and self._service.alerts is not None:
-            try:
-                await self._service.alerts.evaluate_jobs(jobs)
-            except Exception as error:
-                log.warning("alert evaluation failed", jobs=len(jobs), error=str(error))
+        while True:
+            done = await self._detect_due(None)
+            count += done
+            if not done:
+                break
+        await self._evaluate_due(None)
         return count
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            await asyncio.sleep(self._debounce_s)
-            await self.flush()
+            try:
+                now = datetime.now(UTC)
+                detected = await self._detect_due(now)
+                evaluated = await self._evaluate_due(now)
+            except Exception as error:  # the database went away: try again later
+                log.warning("background detection failed", error=str(error))
+                detected = evaluated = 0
+            if detected or evaluated:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+
+    async def _detect_due(self, now: datetime | None) -> int:
+        """One batch of due series: claimed, detected, deleted, in one transaction."""
+        async with self._sessionmaker() as session, session.begin():
+            store = WorkStore(session)
+            items = await store.claim(DETECT, now, self._batch)
+            groups: dict[Group, dict[str, WorkItem]] = {}
+            for item in items:
+                *group, metric = orjson.loads(item.payload)
+                groups.setdefault(tuple(group), {})[metric] = item  # type: ignore[arg-type]
+            done: list[WorkItem] = []
+            failed: list[WorkItem] = []
+            for group, metrics in sorted(groups.items()):
+                started = time.perf_counter()
+                try:
+                    await self._service.detect_many(keys_of_group(group, metrics))
+                except Exception as error:  # one bad group must not stop the others
+                    log.warning(
+                        "detection failed", package=group[0], dataset=group[1], error=str(error)
+                    )
+                    failed.extend(metrics.values())
+                else:
+                    done.extend(metrics.values())
+                observe_detection(time.perf_counter() - started)
+            await store.done(done)
+            if failed:  # the series store is down, say: later, not in a hot loop
+                await store.postpone(failed, datetime.now(UTC) + _RETRY)
+        return len(items)
+
+    async def _evaluate_due(self, now: datetime | None) -> int:
+        """The alert rules of the builds whose points were delivered (after detection)."""
+        alerts = self._service.alerts
+        async with self._sessionmaker() as session, session.begin():
+            store = WorkStore(session)
+            items = await store.claim(ALERT_JOB, now, self._batch)
+            if not items:
+                return 0
+            if alerts is not None:
+                try:
+                    await alerts.evaluate_jobs({int(item.payload) for item in items})
+                except Exception as error:
+                    log.warning("alert evaluation failed", jobs=len(items), error=str(error))
+                    await store.postpone(items, datetime.now(UTC) + _RETRY)
+                    return len(items)
+            await store.done(items)
+        return len(items)
+
+
+_RETRY = timedelta(seconds=30)

@@ -98,18 +98,47 @@ def pass_settings(function: Callable[..., T]) -> Callable[..., T]:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
+@click.option(
+    "--root-path",
+    default=None,
+    help="Path prefix a proxy serves Specwatch under (SPECWATCH_ROOT_PATH; default: the path "
+    "of SPECWATCH_PUBLIC_URL).",
+)
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=True,
+    show_default=True,
+    help="Trust X-Forwarded-For/-Proto from the addresses in FORWARDED_ALLOW_IPS (default "
+    "127.0.0.1) for client addresses and https links.",
+)
 @pass_settings
 @_one_line_errors
-def serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Serve the API (refuses a database that is not at the latest migration)."""
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    root_path: str | None,
+    proxy_headers: bool,
+) -> None:
+    """Serve the API and the dashboard (refuses a database that is not at the latest
+    migration).  With SPECWATCH_BACKGROUND=off it only serves: run `specwatch worker`."""
+    import os
+
     import uvicorn
 
     from specwatch.services.alerts import load_rules
 
     _check_schema(settings)
     load_rules(settings)  # a bad rules file: one line now, not a traceback from each worker
+    if root_path is not None:
+        # The server processes (one per worker) read their settings from the environment.
+        os.environ["SPECWATCH_ROOT_PATH"] = root_path
+        settings = settings.model_copy(update={"root_path": root_path})
+    prefix = settings.effective_root_path
     click.echo(
-        f"Specwatch on http://{host}:{port}/dashboard/  (API: /api/v1, docs: /docs; Ctrl-C stops)"
+        f"Specwatch on http://{host}:{port}{prefix}/dashboard/  (API: {prefix}/api/v1, docs: "
+        f"{prefix}/docs; Ctrl-C stops)"
     )
     uvicorn.run(
         "specwatch.server:create_server",
@@ -120,6 +149,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,  # the API writes its own (SPECWATCH_ACCESS_LOG), with the request id
         server_header=False,  # do not announce the server software
+        proxy_headers=proxy_headers,
     )
 
 
@@ -179,12 +209,16 @@ def _safe_url(url: str) -> str:
 
 
 def _with_context(
-    settings: Settings, action: Callable[[Any], Awaitable[T]], *, background: bool = False
+    settings: Settings,
+    action: Callable[[Any], Awaitable[T]],
+    *,
+    background: bool = False,
+    serve: bool = False,
 ) -> T:
     from specwatch.services.context import ProcessContext
 
     async def run() -> T:
-        context = await ProcessContext.open(settings, background=background)
+        context = await ProcessContext.open(settings, background=background, serve=serve)
         try:
             return await action(context)
         finally:
@@ -401,8 +435,10 @@ def demo(settings: Settings, seed: int) -> None:
 @pass_settings
 @_one_line_errors
 def worker(settings: Settings) -> None:
-    """Run the background work without the API: deliver points to the series store, detect
-    changes, raise and send alerts (run several for scale-out; SIGTERM stops)."""
+    """Run the background work without the API: deliver what the outbox holds to the series
+    store, detect changes, raise and send alerts.  Run several beside API processes started
+    with SPECWATCH_BACKGROUND=off: they share the work through the database (PostgreSQL;
+    SIGTERM stops)."""
     import signal
 
     from specwatch.services.alerts import load_rules
@@ -419,6 +455,8 @@ def worker(settings: Settings) -> None:
         click.echo(f"specwatch worker: alert channels {', '.join(channels)} (Ctrl-C stops)")
         await stop.wait()
 
+    # A worker is the background work, whatever SPECWATCH_BACKGROUND says for the servers.
+    settings = settings.model_copy(update={"background": "inline"})
     _with_context(settings, run, background=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL of the metadata database: a SQLite file by default, "
-        "postgresql+asyncpg://… or postgresql+psycopg://… in production.",
+        "postgresql://… (asyncpg) or postgresql+psycopg://… in production.",
     )
     influxdb_url: str | None = Field(
         None, description="InfluxDB base URL (v1 HTTP API); unset: the embedded series store."
@@ -46,7 +47,10 @@ class Settings(BaseSettings):
     influxdb_password: SecretStr | None = Field(None, description="InfluxDB 1.x password.")
     influxdb_timeout_s: float = Field(10.0, description="Timeout of one InfluxDB request.")
     max_job_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="Largest accepted job body (POST /api/v1/jobs)."
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest accepted job body (POST /api/v1/jobs); refused with 413 (the "
+        "declared Content-Length at once, else as it streams).",
     )
     max_body_bytes: int = Field(
         16 * 1024 * 1024,
@@ -71,7 +75,10 @@ class Settings(BaseSettings):
     max_param_chars: int = Field(
         1024, ge=64, description="Longest query or path parameter value (characters)."
     )
-    read_token_required: bool = Field(False, description="Require a read:* token for reads.")
+    read_token_required: bool = Field(
+        False,
+        description="Require a read:* token for reads too (the OpenAPI document then says so).",
+    )
     public_url: str | None = Field(
         None, description="Base URL of the API as clients see it (for the 'url' of resources)."
     )
@@ -96,8 +103,9 @@ class Settings(BaseSettings):
     )
     alert_rules: Path | None = Field(
         None,
-        description="YAML file of alert rules; unset: the default rules (spec level lost on "
-        "main, confirmed regression, regressing pull request, metric not reported).",
+        description="YAML file of alert rules (see Alerts); unset: the default rules (spec "
+        "level lost on main, confirmed regression, regressing pull request, metric not "
+        "reported).",
     )
     alert_webhook_url: str | None = Field(
         None, description="Generic webhook that receives every alert as JSON."
@@ -109,7 +117,8 @@ class Settings(BaseSettings):
     github_token: SecretStr | None = Field(
         None,
         description="GitHub token (statuses and pull-request comments write access): pull "
-        "requests get a commit status and one summary comment.",
+        "requests get a commit status and one summary comment, and `rerun` alert rules dispatch "
+        "reruns (repository_dispatch) with it.",
     )
     github_api_url: str = Field(
         "https://api.github.com", description="GitHub API base URL (GitHub Enterprise: …/api/v3)."
@@ -152,15 +161,30 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
     access_log: bool = Field(
-        True, description="Log one line per request (method, path, status, duration)."
+        True,
+        description="Log one line per request (method, path, status, duration, client, "
+        "request id).",
     )
-    log_format: Literal["console", "json"] = Field("console", description="Log renderer.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_format: Literal["console", "json"] = Field(
+        "console",
+        description="Log renderer: `console` for a terminal; `json` in production, one object "
+        "per line with tracebacks as one string.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe level of the messages logged."
+    )
 
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @property
+    def effective_root_path(self) -> str:
+        """The proxy's path prefix without a trailing slash ('' at the root): the setting, else
+        the path of the public URL."""
+        path = self.root_path or (urlsplit(self.public_url).path if self.public_url else "")
+        return "/" + path.strip("/") if path.strip("/") else ""
 
     @property
     def document_limits(self) -> DocumentLimits:

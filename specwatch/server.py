@@ -12,6 +12,7 @@ from specwatch.dashboard.app import create_dashboard
 def create_server(settings: Settings | None = None) -> FastAPI:
     """The API (``/api/v1``, ``/docs``, ``/healthz``) and the dashboard (``/dashboard/``,
     where ``/`` leads)."""
+    settings = settings or Settings()
     app = create_app(settings)
-    create_dashboard(app)
+    create_dashboard(app, root_path=settings.effective_root_path)
     return app

@@ -273,6 +273,24 @@ class SQLOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class SQLWorkItem(Base):
+    """Background work waiting for a worker: durable, claimed with ``FOR UPDATE SKIP LOCKED``.
+
+    ``kind`` "detect": ``payload`` is a series (package, context and metric); "alert-job": a
+    job id whose build rules (pull request, stale metrics) run after its detection.  A
+    second request for the same work before it runs is the same row (its due time kept);
+    ``version`` counts the requests, so work requested again while it ran is not lost.
+    """
+
+    __tablename__ = "work_item"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the payload
+    payload: Mapped[str] = mapped_column(Text)  # what to work on (JSON)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
 class SQLToken(Base):
     __tablename__ = "token"
 

@@ -23,15 +23,14 @@ class OutboxStore:
             _INSERT, {"job_id": job_id, "created_at": due, "attempts": 0, "next_attempt_at": due}
         )
 
-    async def due(self, now: datetime, limit: int) -> list[int]:
-        """Ids of the jobs due for delivery, oldest first."""
-        query = (
-            select(SQLOutbox.job_id)
-            .where(SQLOutbox.next_attempt_at <= now)
-            .order_by(SQLOutbox.next_attempt_at, SQLOutbox.job_id)
-            .limit(limit)
-        )
-        return list(await self._session.scalars(query))
+    async def claim(self, now: datetime | None, limit: int) -> list[int]:
+        """Ids of the jobs due for delivery at ``now`` (every one if None), oldest first,
+        locked for this transaction: another worker's sweep skips them (PostgreSQL)."""
+        query = select(SQLOutbox.job_id)
+        if now is not None:
+            query = query.where(SQLOutbox.next_attempt_at <= now)
+        query = query.order_by(SQLOutbox.next_attempt_at, SQLOutbox.job_id).limit(limit)
+        return list(await self._session.scalars(query.with_for_update(skip_locked=True)))
 
     async def remove(self, job_ids: Sequence[int]) -> None:
         if job_ids:

@@ -194,7 +194,9 @@ async def test_the_demo_shows_its_injected_steps_and_nothing_else(app: FastAPI) 
     assert {c.key.branch for c in changes} == {"main"}
 
 
-async def test_series_waiting_for_detection_are_detected_at_shutdown(stack: Stack) -> None:
+async def test_series_waiting_for_detection_survive_a_restart(stack: Stack) -> None:
+    """The queue of series to detect is durable: a process stopped (or killed) before their
+    debounce leaves them for the next one, which detects them once."""
     settings = stack.settings.model_copy(update={"detect_debounce_s": 3600.0})
     context = await ProcessContext.open(settings)
     try:
@@ -202,13 +204,21 @@ async def test_series_waiting_for_detection_are_detected_at_shutdown(stack: Stac
         for n, values in enumerate(history()):
             await context.jobs().ingest(body(n, values))
         await context.deliverer.drain()
-        assert context.detection is not None
+        assert await context.detection_pending() == 4  # the four main series
         assert await context.regressions().changes(ChangeFilter(), after=None, limit=10) == []
-        await context.detection.stop()  # an hour before the debounce would have run it
-        found = await context.regressions().changes(ChangeFilter(), after=None, limit=10)
-        assert sorted(c.key.metric for c in found) == ["reg.AM1", "reg.COMP", "reg.PA1"]
     finally:
-        await context.close()
+        await context.close()  # an hour before the debounce would have run them
+    later = await ProcessContext.open(settings)
+    try:
+        assert await later.detection_pending() == 4
+        assert later.detection is not None
+        assert await later.detection.flush() == 4
+        found = await later.regressions().changes(ChangeFilter(), after=None, limit=10)
+        assert sorted(c.key.metric for c in found) == ["reg.AM1", "reg.COMP", "reg.PA1"]
+        assert await later.detection_pending() == 0
+        assert await later.detection.flush() == 0
+    finally:
+        await later.close()
 
 
 async def test_a_changed_direction_or_floor_redetects_the_history(

@@ -295,10 +295,9 @@ async def overview(request: PageRequest) -> Component:
     )
     if not found.datasets:
         return html.Div([header, no_builds(branch)])
-    detection = request.context.detection
     pending = {
         "outbox pending": await request.context.deliverer.pending(),
-        "detection pending": detection.pending if detection else 0,
+        "detection pending": await request.context.detection_pending(),
     }
     body: list[Component] = [header, filters(found)]
     if found.last_time is None:

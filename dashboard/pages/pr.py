@@ -16,9 +16,9 @@ from dash.development.base_component import Component
 
 from specwatch.dashboard.compare_figures import comparison_figure
 from specwatch.dashboard.registry import (
-    PREFIX,
     PageRequest,
     callback,
+    href,
     page,
     parse_query,
     query_string,
@@ -122,7 +122,7 @@ def _no_builds(number: int) -> Component:
                     " shows what a build detects.",
                 ]
             ),
-            dcc.Link("Go to the overview", href=PREFIX),
+            dcc.Link("Go to the overview", href=href("")),
         ],
         className="empty-state",
         id="pr-empty",
