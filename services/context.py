@@ -132,6 +132,8 @@ class ProcessContext:
             work_of=work_of_points if settings.detect_on_ingest else None,
             work_delay_s=settings.detect_debounce_s,
         )
+        if detection is not None:
+            detection.before_flush = deliverer.settle
         context = cls(
             settings,
             engine,

@@ -80,7 +80,9 @@ class _Pending:
     done: asyncio.Future[bool]
 
 
-WorkOf = Callable[[list[SeriesPoint]], dict[str, set[str]]]
+# The work delivered points cause: kind -> payload -> how many things (series, jobs) it holds.
+Work = dict[str, dict[str, int]]
+WorkOf = Callable[[list[SeriesPoint]], Work]
 
 
 class OutboxDeliverer:
@@ -120,8 +122,9 @@ class OutboxDeliverer:
         # Delivered job ids whose outbox rows are deleted in batches, off the delivery path,
         # with the work their points cause.
         self._delivered: list[int] = []
-        self._work: dict[str, set[str]] = {}
+        self._work: Work = {}
         self._cleanup_wake = asyncio.Event()
+        self._cleanup_lock = asyncio.Lock()
         self._cleanup_task: asyncio.Task[None] | None = None
 
     def start(self, *, sweep: bool = True) -> None:
@@ -206,16 +209,25 @@ class OutboxDeliverer:
     def _collect_work(self, points: list[SeriesPoint]) -> None:
         if self._work_of is not None:
             for kind, payloads in self._work_of(points).items():
-                self._work.setdefault(kind, set()).update(payloads)
+                self._work.setdefault(kind, {}).update(payloads)
 
-    async def _queue_work(self, session: AsyncSession, work: dict[str, set[str]]) -> None:
+    async def _queue_work(self, session: AsyncSession, work: Work) -> None:
         due = datetime.now(UTC) + self._work_delay
         store = WorkStore(session)
         for kind, payloads in sorted(work.items()):
             if payloads:
                 await store.add(kind, payloads, due)
 
+    async def settle(self) -> None:
+        """Record what was delivered now: outbox rows removed, the work it causes queued
+        (this is otherwise done in the background, in batches)."""
+        await self._remove_delivered()
+
     async def _remove_delivered(self) -> None:
+        async with self._cleanup_lock:  # settle() waits for a cleanup under way
+            await self._remove_delivered_now()
+
+    async def _remove_delivered_now(self) -> None:
         job_ids, self._delivered = self._delivered, []
         work, self._work = self._work, {}
         if not job_ids:
@@ -289,10 +301,8 @@ class OutboxDeliverer:
                     await outbox.defer(job_ids, now=now, delay=delay, error=str(error))
                     return delivered
                 await outbox.remove(job_ids)
-                work: dict[str, set[str]] = {}
                 if self._work_of is not None:
-                    work = self._work_of(points)
-                await self._queue_work(session, work)
+                    await self._queue_work(session, self._work_of(points))
             self._failures = 0
             delivered += len(job_ids)
             log.info("outbox delivered", jobs=len(job_ids))

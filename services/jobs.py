@@ -27,6 +27,7 @@ from specwatch.store.jobs import JobStore
 from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import SeriesPoint
 from specwatch.store.series.lineprotocol import validate_point
+from specwatch.telemetry import record_ingest
 
 from .definitions import check_packages, register_job_definitions
 from .delivery import FAST_PATH_GRACE, OutboxDeliverer, points_for_job
@@ -130,6 +131,7 @@ class JobService:
         if isinstance(stored, IngestResult):
             return stored
         job, points = stored
+        record_ingest(1, job.n_measurements)
         delivered = await self._deliverer.submit(job.id, points, self._wait_s)
         log.debug(
             "job ingested", job_id=job.id, measurements=job.n_measurements, delivered=delivered
@@ -198,7 +200,10 @@ class JobService:
             points = points_for_job(stored)
             for point in points:
                 validate_point(point)
-            await OutboxStore(session).add(job_id, now + FAST_PATH_GRACE)
+            # Delivered by this process right after the commit, or by a sweep (another
+            # process's, when this one only serves) as soon as it is due.
+            due = now + FAST_PATH_GRACE if self._deliverer.running else now
+            await OutboxStore(session).add(job_id, due)
         if len(self._metrics) < _METRIC_CACHE_SIZE:
             self._metrics.update(metrics)  # committed: safe to remember
         return stored, points

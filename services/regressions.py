@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -312,26 +312,31 @@ class RegressionService:
 DETECT, ALERT_JOB = "detect", "alert-job"  # kinds of work items
 
 
-def _series_payload(group: Group, metric: str) -> str:
-    return orjson.dumps([*group, metric]).decode()
+def _series_payload(group: Group, metrics: Iterable[str]) -> str:
+    """A work item: some series of one group.  Jobs of one package and context measure the
+    same metrics build after build, so their detections are one item (one row)."""
+    return orjson.dumps([*group, sorted(metrics)]).decode()
 
 
-def work_of_points(points: list[SeriesPoint]) -> dict[str, set[str]]:
+def work_of_points(points: list[SeriesPoint]) -> dict[str, dict[str, int]]:
     """The work delivered points cause: detection of the series they add to, then the alert
     rules of their builds."""
     detect = {
-        _series_payload(group, metric)
+        _series_payload(group, metrics): len(metrics)
         for group, metrics in groups_of_points(points).items()
-        for metric in metrics
     }
-    return {DETECT: detect, ALERT_JOB: {str(point.job_id) for point in points}}
+    return {DETECT: detect, ALERT_JOB: {str(point.job_id): 1 for point in points}}
 
 
 async def request_detection(
     sessionmaker: async_sessionmaker[AsyncSession], keys: Iterable[SeriesKey], due: datetime
 ) -> None:
     """Queue the detection of ``keys`` (durably: whichever process runs detection does it)."""
-    payloads = [_series_payload(*group_of(key)) for key in keys]
+    groups: dict[Group, set[str]] = {}
+    for key in keys:
+        group, metric = group_of(key)
+        groups.setdefault(group, set()).add(metric)
+    payloads = {_series_payload(group, metrics): len(metrics) for group, metrics in groups.items()}
     async with sessionmaker() as session, session.begin():
         await WorkStore(session).add(DETECT, payloads, due)
 
@@ -361,6 +366,8 @@ class DetectionScheduler:
         self._batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Called before a flush: the delivery queues its work in batches, in the background.
+        self.before_flush: Callable[[], Awaitable[None]] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -381,6 +388,8 @@ class DetectionScheduler:
 
     async def flush(self) -> int:
         """Detect every queued series now, due or not (tests, CLI); returns how many."""
+        if self.before_flush is not None:
+            await self.before_flush()
         count = 0
         while True:
             done = await self._detect_due(None)
@@ -410,13 +419,16 @@ class DetectionScheduler:
         async with self._sessionmaker() as session, session.begin():
             store = WorkStore(session)
             items = await store.claim(DETECT, now, self._batch)
-            groups: dict[Group, dict[str, WorkItem]] = {}
+            groups: dict[Group, tuple[set[str], list[WorkItem]]] = {}
             for item in items:
-                *group, metric = orjson.loads(item.payload)
-                groups.setdefault(tuple(group), {})[metric] = item  # type: ignore[arg-type]
+                *group, metrics = orjson.loads(item.payload)
+                found = groups.setdefault(tuple(group), (set(), []))
+                found[0].update(metrics)
+                found[1].append(item)
             done: list[WorkItem] = []
             failed: list[WorkItem] = []
-            for group, metrics in sorted(groups.items()):
+            count = 0
+            for group, (metrics, group_items) in sorted(groups.items()):
                 started = time.perf_counter()
                 try:
                     await self._service.detect_many(keys_of_group(group, metrics))
@@ -424,14 +436,15 @@ class DetectionScheduler:
                     log.warning(
                         "detection failed", package=group[0], dataset=group[1], error=str(error)
                     )
-                    failed.extend(metrics.values())
+                    failed.extend(group_items)
                 else:
-                    done.extend(metrics.values())
+                    done.extend(group_items)
+                    count += len(metrics)
                 observe_detection(time.perf_counter() - started)
             await store.done(done)
             if failed:  # the series store is down, say: later, not in a hot loop
                 await store.postpone(failed, datetime.now(UTC) + _RETRY)
-        return len(items)
+        return count
 
     async def _evaluate_due(self, now: datetime | None) -> int:
         """The alert rules of the builds whose points were delivered (after detection)."""

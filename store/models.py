@@ -287,6 +287,7 @@ class SQLWorkItem(Base):
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the payload
     payload: Mapped[str] = mapped_column(Text)  # what to work on (JSON)
+    size: Mapped[int] = mapped_column(Integer, default=1)  # how many things (series) it holds
     due_at: Mapped[datetime] = mapped_column(index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 

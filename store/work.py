@@ -10,7 +10,7 @@ run) and bumps ``version``; an item asked for again while it ran keeps the newer
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,11 +33,11 @@ def _key(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _upsert(dialect: str, rows: list[dict[str, object]]) -> postgresql.Insert | sqlite.Insert:
+def _upsert(dialect: str) -> postgresql.Insert | sqlite.Insert:
     """Insert, or keep the earlier due time and count the request (SQLite's two-argument
-    ``min`` is PostgreSQL's ``least``)."""
+    ``min`` is PostgreSQL's ``least``); one statement per dialect, run with many rows."""
     if dialect == "postgresql":
-        pg = postgresql.insert(table(SQLWorkItem)).values(rows)
+        pg = postgresql.insert(table(SQLWorkItem))
         return pg.on_conflict_do_update(
             index_elements=["kind", "key"],
             set_={
@@ -45,7 +45,7 @@ def _upsert(dialect: str, rows: list[dict[str, object]]) -> postgresql.Insert | 
                 "version": SQLWorkItem.version + 1,
             },
         )
-    lite = sqlite.insert(table(SQLWorkItem)).values(rows)
+    lite = sqlite.insert(table(SQLWorkItem))
     return lite.on_conflict_do_update(
         index_elements=["kind", "key"],
         set_={
@@ -55,23 +55,27 @@ def _upsert(dialect: str, rows: list[dict[str, object]]) -> postgresql.Insert | 
     )
 
 
+_UPSERT = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
+
+
 class WorkStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, kind: str, payloads: Iterable[str], due: datetime) -> None:
-        """Ask for work (rows sorted by key, so that concurrent writers lock in one order)."""
+    async def add(self, kind: str, payloads: Mapping[str, int], due: datetime) -> None:
+        """Ask for work: payloads and how many things (series, jobs) each holds, what
+        ``count`` adds up.  Rows sorted by key, so that concurrent writers lock in one order."""
         rows: list[dict[str, object]] = sorted(
             (
                 {"kind": kind, "key": _key(payload), "payload": payload, "due_at": due}
-                | {"version": 1}
-                for payload in set(payloads)
+                | {"version": 1, "size": size}
+                for payload, size in payloads.items()
             ),
             key=lambda row: str(row["key"]),
         )
-        dialect = self._session.get_bind().dialect.name
-        for start in range(0, len(rows), 1000):
-            await self._session.execute(_upsert(dialect, rows[start : start + 1000]))
+        if rows:
+            statement = _UPSERT[self._session.get_bind().dialect.name]
+            await self._session.execute(statement, rows)
 
     async def claim(self, kind: str, now: datetime | None, limit: int) -> list[WorkItem]:
         """Items of ``kind`` due at ``now`` (every one if None), oldest first, locked for this
@@ -120,5 +124,6 @@ class WorkStore:
         await self._session.execute(statement)
 
     async def count(self, kind: str) -> int:
-        query = select(func.count()).select_from(SQLWorkItem).where(SQLWorkItem.kind == kind)
+        """How many things (series, jobs) wait, over the items of ``kind``."""
+        query = select(func.coalesce(func.sum(SQLWorkItem.size), 0)).where(SQLWorkItem.kind == kind)
         return int(await self._session.scalar(query) or 0)

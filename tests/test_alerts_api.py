@@ -78,7 +78,7 @@ async def raise_alerts(app: FastAPI, client: httpx.AsyncClient, auth: dict[str, 
     regressions = context.regressions()
     await regressions.detect_many(await regressions.all_keys())
     assert context.detection is not None
-    context.detection.discard()  # just done
+    await context.detection.discard()  # just done
     return ids
 
 

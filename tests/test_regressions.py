@@ -321,7 +321,7 @@ async def test_detections_of_one_series_at_once_store_each_change_once(
         await context.jobs().ingest(body(n, values))
     await context.deliverer.drain()
     if context.detection is not None:
-        context.detection.discard()
+        await context.detection.discard()
     here = context.regressions()
     keys = await here.all_keys()
     other = RegressionService(context.sessionmaker, context.series)

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "key"),
