@@ -400,11 +400,17 @@ class DetectionScheduler:
         return count
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_evaluation = 0.0
         while True:
             try:
                 now = datetime.now(UTC)
                 detected = await self._detect_due(now)
-                evaluated = await self._evaluate_due(now)
+                evaluated = 0
+                # Build rules read each context's recent history: once a debounce at most.
+                if loop.time() >= next_evaluation:
+                    evaluated = await self._evaluate_due(now)
+                    next_evaluation = loop.time() + self._debounce_s
             except Exception as error:  # the database went away: try again later
                 log.warning("background detection failed", error=str(error))
                 detected = evaluated = 0

@@ -30,8 +30,9 @@ the app logged for it (by ``X-Request-ID``) and its innermost Specwatch frame; a
 escapes the app (Starlette re-raises after its 500) is recorded the same way. The terminal
 summary lists every distinct failure; ``SPECWATCH_FUZZ_REPORT=path.json`` writes them as JSON.
 
-Environment: ``SPECWATCH_FUZZ_EXAMPLES`` (default 250 per operation and mode; the run time
-scales with it: about 2 minutes on 2 cores), ``SPECWATCH_FUZZ_STATEFUL`` (scenarios, default
+Environment: ``SPECWATCH_FUZZ_EXAMPLES`` (at most, per operation and mode; default 250),
+``SPECWATCH_FUZZ_BUDGET_S`` (wall-clock budget of the per-operation phase, default 300: the
+example counts are cut to fit it, never below 20), ``SPECWATCH_FUZZ_STATEFUL`` (scenarios, default
 100; 0: none), ``SPECWATCH_FUZZ_SEED``, ``SPECWATCH_FUZZ_COVERAGE`` (0: no coverage phase),
 ``SPECWATCH_FUZZ_DICTIONARY`` (probability of a dictionary value, default 0.1; 0: none),
 ``SPECWATCH_FUZZ_CHECKS`` (comma-separated check names), ``SPECWATCH_FUZZ_REPORT``.
@@ -86,6 +87,11 @@ Operation = APIOperation[Any, Any, Any, Any]
 Case = AnyCase[Operation]
 
 EXAMPLES = int(os.environ.get("SPECWATCH_FUZZ_EXAMPLES", "250"))
+# Wall-clock budget of the per-operation fuzzing (all operations together): each operation gets
+# an equal share of what is left, and its example counts are cut to what fits at the rate its
+# coverage phase ran (never below MIN_EXAMPLES).  CI stays within its time whatever the machine.
+BUDGET_S = float(os.environ.get("SPECWATCH_FUZZ_BUDGET_S", "300"))
+MIN_EXAMPLES = 20
 SEED = int(os.environ.get("SPECWATCH_FUZZ_SEED", "20260101"))
 COVERAGE = os.environ.get("SPECWATCH_FUZZ_COVERAGE", "1") != "0"
 STATEFUL_SCENARIOS = int(os.environ.get("SPECWATCH_FUZZ_STATEFUL", "100"))
@@ -317,6 +323,7 @@ class Recorder:
     unsent: Counter[str] = field(default_factory=Counter)
     untyped: list[str] = field(default_factory=list)
     stateful_steps: int = 0
+    examples: dict[str, int] = field(default_factory=dict)  # per mode, after the budget
     findings: dict[FailureKey, Finding] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -371,7 +378,9 @@ class Recorder:
             f"{len(self.cases)} operations, {sum(self.cases.values())} requests "
             f"({self.stateful_steps} in stateful scenarios), {failing} failing check results, "
             f"{len(self.findings)} distinct (operation, check, status), "
-            f"{time.monotonic() - self.started:.0f} s; seed {SEED}, {EXAMPLES} examples/mode"
+            f"{time.monotonic() - self.started:.0f} s; seed {SEED}, up to {EXAMPLES} "
+            f"examples/mode (budget {BUDGET_S:.0f} s: fewest "
+            f"{min(self.examples.values(), default=0)})"
             + (f"; not sent (client refused): {dict(self.unsent)}" if self.unsent else "")
             + (f"; 2xx responses without a schema: {self.untyped}" if self.untyped else ""),
             *(f.line() for _, f in sorted(self.findings.items())),
@@ -382,6 +391,8 @@ class Recorder:
         document = {
             "seed": SEED,
             "examples": EXAMPLES,
+            "examples_run": self.examples,
+            "budget_s": BUDGET_S,
             "seconds": round(time.monotonic() - self.started, 1),
             "requests": dict(self.cases),
             "stateful_steps": self.stateful_steps,
@@ -600,7 +611,28 @@ def _seed_of(*parts: str) -> int:
     return zlib.crc32(":".join((str(SEED), *parts)).encode())
 
 
+@dataclass
+class _Budget:
+    """The time left for the operations not fuzzed yet."""
+
+    deadline: float | None = None
+    left: int = 0
+
+    def share(self) -> float:
+        if self.deadline is None:
+            self.deadline, self.left = time.monotonic() + BUDGET_S, len(OPERATIONS)
+        share = max(0.0, self.deadline - time.monotonic()) / max(1, self.left)
+        self.left -= 1
+        return share
+
+
+BUDGET = _Budget()
+
+
 def _fuzz_operation(run: FuzzRun, operation: Operation) -> None:
+    share = BUDGET.share()
+    started = time.monotonic()
+    cases = 0
     if COVERAGE:  # what schemathesis's pytest plugin and engine run: auth and overrides applied
         coverage = CoverageGenerator(
             operation=operation,
@@ -614,10 +646,15 @@ def _fuzz_operation(run: FuzzRun, operation: Operation) -> None:
         )
         for case in coverage:
             run.execute(case)
+            cases += 1
+    per_case_s = (time.monotonic() - started) / cases if cases else 0.02
+    left_s = max(0.0, share - (time.monotonic() - started))
+    examples = max(MIN_EXAMPLES, min(EXAMPLES, int(left_s / len(MODES) / max(per_case_s, 1e-3))))
+    run.recorder.examples[operation.label] = examples
     for mode in MODES:
 
         @hypothesis.seed(_seed_of(operation.label, mode.value))
-        @_settings(EXAMPLES)
+        @_settings(examples)
         @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
         def fuzz(case: Case) -> None:
             run.execute(case)
