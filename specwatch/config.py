@@ -29,7 +29,10 @@ def normalize_database_url(url: str) -> str:
 class Settings(BaseSettings):
     """Configuration of the API server, the CLI and the background tasks."""
 
-    model_config = SettingsConfigDict(env_prefix="SPECWATCH_", extra="ignore")
+    # An empty variable is unset (compose's `${VAR:-}`), never an empty URL or token.
+    model_config = SettingsConfigDict(
+        env_prefix="SPECWATCH_", extra="ignore", env_ignore_empty=True
+    )
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
