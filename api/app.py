@@ -19,7 +19,7 @@ from .edge import EdgeMiddleware, EdgeRoute
 from .errors import install_error_handlers
 from .openapi import install_openapi
 from .responses import FastJSONResponse
-from .routes import alerts, definitions, jobs, metrics, regressions, verification
+from .routes import alerts, definitions, jobs, metrics, ops, regressions, verification
 from .schemas import Health
 
 log = structlog.get_logger("specwatch.api")
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Continuous metric verification: lsst.verify jobs in, verdicts out.",
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        # Behind a proxy under a path prefix: /docs, the OpenAPI servers and links carry it.
+        root_path=settings.effective_root_path,
     )
     app.router.route_class = EdgeRoute
     install_error_handlers(app)
@@ -68,13 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "series_store": context.series.name,
                 "outbox_pending": await context.deliverer.pending(),
                 # Series waiting for change detection (after ingests or a definition change).
-                "detection_pending": context.detection.pending if context.detection else 0,
+                "detection_pending": await context.detection_pending(),
                 "alerts_unsent": await context.dispatcher.pending() if context.dispatcher else 0,
             }
         )
 
     # /metrics/{name:path}/changes (regressions) before /metrics/{name:path} (metrics).
-    routers = (jobs, regressions, metrics, definitions, verification, alerts)
+    routers = (ops, jobs, regressions, metrics, definitions, verification, alerts)
     for module in routers:
         app.include_router(module.router)
     install_openapi(

@@ -1,8 +1,9 @@
 """The edge of the API: what every request passes before a handler sees it.
 
-``EdgeMiddleware`` (pure ASGI, around every route): a checked ``X-Request-ID``, security
-headers, one access-log line, and the one place an unexpected error is logged (once) and
-answered with a 500 problem.
+``EdgeMiddleware`` (pure ASGI, around every route): a checked ``X-Request-ID`` (bound to
+every log line of the request), security headers, one access-log line, the request's count and
+duration under its route template (``/metrics``), and the one place an unexpected error is
+logged (once) and answered with a 500 problem.
 
 ``EdgeRoute`` (the route class of every API router), in this order, before FastAPI reads a
 byte of the body: authentication and scope of the route (so a client without a token gets 401,
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from specwatch.exceptions import PayloadTooLargeError
 from specwatch.metrics.limits import check_text, decode_json
 from specwatch.services.context import ProcessContext
+from specwatch.telemetry import observe_request
 
 from .responses import dumps
 
@@ -56,7 +58,8 @@ def large_body(endpoint: F) -> F:
 
 
 class EdgeMiddleware:
-    """Request id, security headers, access log, and the last word on unexpected errors."""
+    """Request id, security headers, access log, request metrics, and the last word on
+    unexpected errors."""
 
     def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
         self.app = app
@@ -92,16 +95,30 @@ class EdgeMiddleware:
             if not responding:
                 await _send_server_error(scope, send_with_headers)
         finally:
+            elapsed_s = time.perf_counter() - started
+            route = route_template(scope)
+            observe_request(scope["method"], route, status, elapsed_s)
             if self.access_log:
                 access_log.info(
                     "request",
                     method=scope["method"],
                     path=scope["path"],
+                    route=route,
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed_s * 1000, 2),
                     client=scope["client"][0] if scope.get("client") else None,
                 )
             structlog.contextvars.clear_contextvars()
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (``/api/v1/jobs/{job_id}``), never the raw
+    path (each distinct label value is a time series); "unmatched" when no route did."""
+    route = scope.get("route")  # set by the router on the scope this middleware passed on
+    template = getattr(route, "path", None)
+    if isinstance(template, str):
+        return template
+    return "unmatched"
 
 
 async def _send_server_error(scope: Scope, send: Send) -> None:

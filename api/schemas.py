@@ -93,6 +93,26 @@ class Health(Model):
     alerts_unsent: int = Field(description="Alert notifications not delivered yet")
 
 
+class ReadinessCheck(Model):
+    ok: bool
+    detail: str = Field(description="What was found, in one line")
+
+
+class ReadinessChecks(Model):
+    database: ReadinessCheck = Field(description="The schema is at the latest migration")
+    series_store: ReadinessCheck = Field(description="The time-series store answers")
+    outbox: ReadinessCheck = Field(
+        description="At most SPECWATCH_READY_MAX_OUTBOX jobs wait for the series store"
+    )
+
+
+class Readiness(Model):
+    """Every check passed (a failed one makes the answer a 503 problem naming it)."""
+
+    status: Literal["ready"]
+    checks: ReadinessChecks
+
+
 class JobCreated(Model):
     id: int
     url: str

@@ -68,10 +68,15 @@ def create_dashboard(server: FastAPI, *, root_path: str = "") -> Dash:
         serve_locally=True,  # no CDN: observatory networks are often offline
         compress=False,
     )
+    token = ROOT_PATH.set(root_path)  # the navigation's links are drawn once, here
+    try:
+        navigation = nav_bar(__version__)
+    finally:
+        ROOT_PATH.reset(token)
     app.layout = html.Div(
         [
             dcc.Location(id="url", refresh="callback-nav"),
-            nav_bar(__version__),
+            navigation,
             dcc.Loading(html.Main(id="page", className="page"), delay_show=400, type="dot"),
         ],
         className="shell",
@@ -164,8 +169,11 @@ class DashboardHeaders:
             await self.app(scope, receive, send)
             return
         root, path = scope.get("root_path", ""), scope["path"]
-        if root and path.startswith(root + "/"):  # a proxy that keeps its prefix
+        if root and path.startswith(root + "/"):
+            # A proxy that passes its prefix on: Dash's middleware matches the path as it
+            # is, so give it (and the routes) the path without the prefix.
             path = path[len(root) :]
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         if not (path.startswith(PREFIX) or path == "/"):
             await self.app(scope, receive, send)
             return

@@ -17,7 +17,7 @@ from dash.development.base_component import Component
 
 from specwatch.metrics.formatting import format_age, format_quantity, format_utc
 
-from .registry import href
+from .registry import ROOT_PATH, href
 
 # Status words and their CSS classes: colour is never the only cue, the word is shown too.
 STATUS_CLASSES = {
@@ -54,7 +54,7 @@ def nav_bar(version: str) -> Component:
             html.Nav([dcc.Link(text, href=url, className="nav-link") for text, url in links]),
             html.Div(
                 [
-                    html.A("API", href="/docs", className="nav-link"),
+                    html.A("API", href=ROOT_PATH.get() + "/docs", className="nav-link"),
                     html.Span(f"v{version}", className="version"),
                 ],
                 className="nav-right",

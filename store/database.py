@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+@functools.cache  # the shipped migrations do not change while the process runs
 def head_revision() -> str:
+    """The latest migration of the package (read from its files once per process)."""
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     head = script.get_current_head()
     assert head is not None, "the package ships no migration"

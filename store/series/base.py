@@ -80,6 +80,11 @@ class TimeSeriesStore(Protocol):
         allows (each as ``query`` would read it).  Raises ``SeriesStoreError``."""
         ...
 
+    async def ping(self) -> None:
+        """Check that the backend answers (cheap: readiness polls it every few seconds).
+        Raises ``SeriesStoreError`` saying why not."""
+        ...
+
     async def count_points(self, package: str) -> int:
         """How many points (jobs) a package holds: for checks and benchmarks."""
         ...

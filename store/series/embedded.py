@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, distinct, func, insert, or_, select
+from sqlalchemy import delete, distinct, func, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from specwatch.exceptions import SeriesStoreError
 from specwatch.store.models import SQLSeriesPoint
+from specwatch.telemetry import observe_series_write
 
 from .base import TAG_KEYS, Series, SeriesPoint, SeriesQuery
 
@@ -44,6 +46,7 @@ class EmbeddedSeriesStore:
                     }
                 )
         job_ids = sorted({point.job_id for point in points})
+        started = time.perf_counter()
         try:
             async with self._sessionmaker() as session, session.begin():
                 for start in range(0, len(job_ids), 5000):
@@ -57,6 +60,16 @@ class EmbeddedSeriesStore:
                         insert(SQLSeriesPoint), rows[start : start + _ROWS_PER_INSERT]
                     )
         except Exception as error:  # any database failure is a store failure for the outbox
+            observe_series_write(self.name, time.perf_counter() - started, failed=True)
+            raise SeriesStoreError(f"embedded series store: {error}") from error
+        observe_series_write(self.name, time.perf_counter() - started)
+
+    async def ping(self) -> None:
+        """Check that the database answers.  Raises ``SeriesStoreError``."""
+        try:
+            async with self._sessionmaker() as session:
+                await session.execute(select(literal(1)))
+        except Exception as error:  # any database failure: the store is not reachable
             raise SeriesStoreError(f"embedded series store: {error}") from error
 
     async def query(self, query: SeriesQuery) -> Series:

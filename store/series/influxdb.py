@@ -7,13 +7,15 @@ mapping out of band: ``create_database`` is 1.x only).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 import orjson
 
 from specwatch.exceptions import SeriesStoreError
+from specwatch.telemetry import observe_series_write
 
 from .base import NAN_SUFFIX, Series, SeriesPoint, SeriesQuery
 from .lineprotocol import COMMIT_FIELD, JOB_ID_FIELD, encode_batches, is_storable_name
@@ -168,15 +170,11 @@ class InfluxDBSeriesStore:
         self._max_batch_points = max_batch_points
         self._max_batch_bytes = max_batch_bytes
 
-    async def ping(self) -> bool:
-        """Whether the server answers ``/ping`` with 204 (never raises)."""
-        try:
-            response = await self._client.get(
-                f"{self.url}/ping", headers=self._headers, timeout=self._timeout
-            )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 204
+    async def ping(self) -> None:
+        """Check that the server answers ``/ping`` (204).  Raises ``SeriesStoreError``."""
+        response = await self._send("GET", "/ping", "ping", params={}, headers=self._headers)
+        if response.status_code != 204:
+            raise _status_error("ping", response)
 
     async def create_database(self) -> None:
         """Create the database if missing (InfluxDB 1.x; idempotent)."""
@@ -189,11 +187,20 @@ class InfluxDBSeriesStore:
         ``SeriesStoreError`` when InfluxDB refuses a batch or cannot be reached; earlier
         batches stay written, which is harmless since writes are idempotent.
         """
-        params = {**self._params, "precision": "ns"}
-        headers = {**self._headers, "Content-Type": "text/plain; charset=utf-8"}
         batches = encode_batches(
             points, max_points=self._max_batch_points, max_bytes=self._max_batch_bytes
         )
+        started = time.perf_counter()
+        try:
+            await self._write_batches(batches)
+        except SeriesStoreError:
+            observe_series_write(self.name, time.perf_counter() - started, failed=True)
+            raise
+        observe_series_write(self.name, time.perf_counter() - started)
+
+    async def _write_batches(self, batches: Iterable[bytes]) -> None:
+        params = {**self._params, "precision": "ns"}
+        headers = {**self._headers, "Content-Type": "text/plain; charset=utf-8"}
         for body in batches:
             response = await self._send(
                 "POST", "/write", "write", params=params, headers=headers, content=body
