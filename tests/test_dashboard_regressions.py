@@ -246,9 +246,9 @@ def test_accepting_needs_a_triage_token_and_takes_the_change_off_the_open_list(
     assert [b.text for b in row.find_elements(By.CSS_SELECTOR, "button")] == ["Exclude the build"]
 
     # The token was never written to the server's log.
-    secret = triage.rsplit("_", 1)[1]
+    secret = triage.split("_", 2)[2]  # sw_<key>_<secret>: the secret may hold "_" itself
     assert secret not in Path(server.log).read_text()
-    assert read.rsplit("_", 1)[1] not in Path(server.log).read_text()
+    assert read.split("_", 2)[2] not in Path(server.log).read_text()
 
 
 def test_excluding_a_build_marks_its_points_as_bad_data(
