@@ -8,11 +8,11 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from specwatch.exceptions import ClientError, ServerError
+from specwatch.exceptions import ClientError, ServerError, is_connection_lost
 
 from .responses import ProblemResponse
 
@@ -113,17 +113,37 @@ async def _service_unavailable(request: Request, exc: Exception) -> ProblemRespo
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:
-    """The database dropped or refused the connection: 503, so clients retry."""
+    """The database dropped or refused the connection: 503, so clients retry; its disk is
+    full: 507.  Any other database error is a defect: raised again, answered 500."""
+    if "database or disk is full" in str(exc) or "No space left on device" in str(exc):
+        log.error("database disk full", path=request.url.path)
+        return problem(
+            request,
+            507,
+            "insufficient_storage",
+            "the database's disk is full: nothing was stored; retry once space is freed",
+        )
+    lost = isinstance(exc, DisconnectionError | TimeoutError | ConnectionError) or (
+        isinstance(exc, DBAPIError)
+        and (exc.connection_invalidated or is_connection_lost(exc) or _is_operational(exc))
+    )
+    if not lost:
+        raise exc
     log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
     return problem(
         request, 503, "database_unavailable", "the database is unavailable; retry shortly"
     )
 
 
+def _is_operational(exc: DBAPIError) -> bool:
+    """SQLAlchemy's classes for errors of the database's operation, not of the statement."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
     app.add_exception_handler(ServerError, _service_unavailable)
-    for error in (OperationalError, InterfaceError, DisconnectionError, TimeoutError):
+    for error in (DBAPIError, DisconnectionError, TimeoutError, ConnectionError):
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -106,3 +106,34 @@ class DatabaseNotReadyError(ServerError):
 
 class SeriesStoreError(ServerError):
     """The time-series backend refused or failed a request."""
+
+
+# SQLSTATE classes of a lost connection: 08 connection exception, 57P operator intervention
+# (admin shutdown, crash shutdown, cannot connect now).
+_LOST_STATES = ("08", "57P")
+_LOST_WORDS = (
+    "connection was closed",
+    "connection is closed",
+    "another operation is in progress",
+    "the database system is",
+    "terminating connection",
+    "connection refused",
+    "connection reset",
+)
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether a database error means the connection or the server went away (retry later)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_LOST_STATES):
+            return True
+        if any(words in str(current).lower() for words in _LOST_WORDS):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from specwatch.config import normalize_database_url
-from specwatch.exceptions import DatabaseNotReadyError
+from specwatch.exceptions import DatabaseNotReadyError, is_connection_lost
 
 
 def _json_dumps(value: Any) -> str:
@@ -43,7 +43,7 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         json_serializer=_json_dumps,
         pool_size=pool_size,
@@ -52,6 +52,15 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # a request on a connection the server dropped fails once with a 503 to retry.
         pool_recycle=1800,
     )
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _connection_lost(context: Any) -> None:
+        # PostgreSQL terminated or restarting: asyncpg reports some of these in ways SQLAlchemy
+        # does not take for a lost connection, and would hand the broken one out again.
+        if is_connection_lost(context.original_exception):
+            context.is_disconnect = True
+
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
