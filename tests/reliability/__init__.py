@@ -1,0 +1,1 @@
+"""Reliability under load and faults: real processes, measured (see harness.py)."""
