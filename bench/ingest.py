@@ -77,7 +77,9 @@ def cli(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def start_stack(exits: contextlib.ExitStack, keep: bool) -> Stack:
+def start_stack(
+    exits: contextlib.ExitStack, keep: bool, workers: int = 1, settings: tuple[str, ...] = ()
+) -> Stack:
     """Start influxd, a new database and the server; their cleanups go on ``exits``."""
     sys.path.insert(0, str(ROOT / "tests"))
     from influxdb_server import InfluxDBServer, free_port
@@ -97,6 +99,7 @@ def start_stack(exits: contextlib.ExitStack, keep: bool) -> Stack:
         "SPECWATCH_DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}",
         "SPECWATCH_INFLUXDB_URL": influx.url,
         "SPECWATCH_INFLUXDB_DATABASE": SERIES_DB,
+        **dict(setting.split("=", 1) for setting in settings),
     }
     cli(env, "db", "upgrade")
     jobs_token = cli(env, "token", "create", "--scope", "write:jobs").split()[0]
@@ -105,7 +108,10 @@ def start_stack(exits: contextlib.ExitStack, keep: bool) -> Stack:
     log_path = Path(tempfile.gettempdir()) / f"specwatch-bench-{os.getpid()}.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [SPECWATCH, "serve", "--port", url.rsplit(":", 1)[1]], env=env, stdout=log, stderr=log
+            [SPECWATCH, "serve", "--port", url.rsplit(":", 1)[1], "--workers", str(workers)],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     on_exit(server.wait, 30)  # after terminate: the callbacks run last in, first out
     on_exit(server.terminate)
@@ -176,8 +182,20 @@ class Workload:
         return [b"".join(lines[i : i + batch]) for i in range(0, n, batch)]
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children (the server's ``--workers`` processes)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                    children.append(int(entry.name))
+    return [pid, *children]
+
+
 def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU seconds so far of the server, its PostgreSQL backends, influxd and this script."""
+    """CPU seconds so far of the server (with its worker processes), its PostgreSQL backends,
+    influxd and this script."""
 
     def of(pid: int) -> float:
         with contextlib.suppress(OSError):
@@ -192,7 +210,7 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
 
     backends = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and backend(e)]
     return {
-        "server": of(stack.server_pid),
+        "server": sum(of(pid) for pid in family(stack.server_pid)),
         "pg": sum(of(pid) for pid in backends),
         "influxd": of(stack.influxd_pid),
         "bench": time.process_time(),
@@ -205,9 +223,13 @@ def cpu_since(stack: Stack, start: dict[str, float]) -> str:
 
 
 def memory_mb(pid: int, key: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (the peak) of a process, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split(f"{key}:")[1].split()[0]) / 1024
+    """``VmRSS`` or ``VmHWM`` (the peak) of a process, with its worker processes, in MB."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError, IndexError):
+            status = Path(f"/proc/{member}/status").read_text()
+            total += int(status.split(f"{key}:")[1].split()[0]) / 1024
+    return total
 
 
 async def influx_query(influx: AsyncClient, db: str, q: str) -> list[dict[str, Any]]:
@@ -502,13 +524,22 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per phase (200 meas each)")
     parser.add_argument("--runs", type=int, default=3, help="whole measurements; medians shown")
     parser.add_argument("--keep", action="store_true", help="leave server, influxd, database")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SPECWATCH_X=value",
+        help="a setting of the server (repeat)",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanups run
     workload = Workload(seed=20261125)
     try:
         with contextlib.ExitStack() as exits:
-            stack = start_stack(exits, args.keep)
+            stack = start_stack(exits, args.keep, args.workers, tuple(args.set))
+            print(f"server: serve --workers {args.workers} {' '.join(args.set)}".rstrip())
             asyncio.run(load_series(stack, workload))
             runs = []
             for run in range(args.runs):

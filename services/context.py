@@ -24,8 +24,8 @@ from .alerts import AlertService, load_rules
 from .builds import BuildService
 from .compare import CompareService
 from .definitions import DefinitionService
-from .delivery import OutboxDeliverer
-from .jobs import JobService
+from .delivery import FAST_PATH_GRACE, OutboxDeliverer
+from .jobs import GroupCommit, JobService
 from .metrics import MetricService
 from .overview import OverviewService
 from .regressions import (
@@ -58,6 +58,7 @@ class ProcessContext:
     regression_service: RegressionService | None = None
     alert_service: AlertService | None = None
     dispatcher: AlertDispatcher | None = None
+    group_commit: GroupCommit | None = None
     metric_cache: dict[str, Metric] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=TokenCache)
 
@@ -134,6 +135,11 @@ class ProcessContext:
         )
         if detection is not None:
             detection.before_flush = deliverer.settle
+        # A job's outbox row waits out the fast path's grace when this process delivers it.
+        group = GroupCommit(
+            sessionmaker,
+            outbox_due=lambda now: now + FAST_PATH_GRACE if deliverer.running else now,
+        )
         context = cls(
             settings,
             engine,
@@ -145,11 +151,13 @@ class ProcessContext:
             regressions,
             alert_service=alerts,
             dispatcher=dispatcher,
+            group_commit=group,
         )
         if serve or background:
             # Every serving process writes its own ingests' points (the fast path); the
             # sweep of what is left in the outbox is background work.
             deliverer.start(sweep=background)
+            group.start()
         if background:
             if detection:
                 detection.start()
@@ -159,6 +167,8 @@ class ProcessContext:
 
     async def close(self) -> None:
         """Close in reverse order of opening."""
+        if self.group_commit is not None:
+            await self.group_commit.stop()
         await self.deliverer.stop()
         if self.detection is not None:
             await self.detection.stop()
@@ -176,6 +186,7 @@ class ProcessContext:
             series_write_wait_s=self.settings.series_write_wait_s,
             limits=self.settings.document_limits,
             metric_cache=self.metric_cache,
+            group=self.group_commit,
         )
 
     def definitions(self) -> DefinitionService:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +25,7 @@ from specwatch.metrics.limits import IDEMPOTENCY_KEY_CHARS, DocumentLimits, deco
 from specwatch.metrics.model import Blob, Metric
 from specwatch.metrics.records import JobFilter, StoredJob
 from specwatch.store.definitions import DefinitionStore
-from specwatch.store.jobs import JobStore
+from specwatch.store.jobs import JobStore, NewJob
 from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import SeriesPoint
 from specwatch.store.series.lineprotocol import validate_point
@@ -60,8 +62,10 @@ class JobService:
         series_write_wait_s: float,
         limits: DocumentLimits | None = None,
         metric_cache: dict[str, Metric] | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._group = group
         # Metrics are never deleted and their units never change meaning (DefinitionStore
         # refuses that), so what a process has read once it can use for unit conversion.
         self._metrics = metric_cache if metric_cache is not None else {}
@@ -113,6 +117,12 @@ class JobService:
         now = datetime.now(UTC)
         time = document.context.time or now
         time_ns = (time - _EPOCH) // timedelta(microseconds=1) * 1000
+        if self._group is not None and not (
+            document.metric_definitions or document.spec_definitions
+        ):
+            return await self._ingest_grouped(
+                document, key, digest, now, time, time_ns, specs_ignored
+            )
         for attempt in range(3):
             try:
                 stored = await self._store(
@@ -171,16 +181,18 @@ class JobService:
                 metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
             measurements = convert_measurements(document.measurements, metrics)
             job_id = await jobs.add(
-                key=key,
-                body_sha256=digest,
-                now=now,
-                time=time,
-                time_ns=time_ns,
-                context=document.context,
-                measurements=measurements,
-                blobs=_unique_blobs(document.blobs),
-                meta=document.meta,
-                packages=document.packages,
+                NewJob(
+                    key,
+                    digest,
+                    now,
+                    time,
+                    time_ns,
+                    document.context,
+                    measurements,
+                    _unique_blobs(document.blobs),
+                    document.meta,
+                    document.packages,
+                )
             )
             if job_id is None:  # the key is taken: the same job again, or a conflict
                 existing = await jobs.find_by_key(key)
@@ -207,6 +219,53 @@ class JobService:
         if len(self._metrics) < _METRIC_CACHE_SIZE:
             self._metrics.update(metrics)  # committed: safe to remember
         return stored, points
+
+    async def _ingest_grouped(
+        self,
+        document: JobDocument,
+        key: str,
+        digest: str,
+        now: datetime,
+        time: datetime,
+        time_ns: int,
+        specs_ignored: int,
+    ) -> IngestResult:
+        """A job without definitions: converted and checked here, then committed together
+        with the other ingests in flight (one transaction, one commit)."""
+        names = {m.metric for m in document.measurements}
+        metrics = {n: self._metrics[n] for n in names if n in self._metrics}
+        if len(metrics) < len(names):
+            async with self._sessionmaker() as session:
+                found = await DefinitionStore(session).get_metrics(sorted(names - metrics.keys()))
+            metrics.update(found)
+            if len(self._metrics) < _METRIC_CACHE_SIZE:
+                self._metrics.update(found)  # committed definitions: safe to remember
+        measurements = convert_measurements(document.measurements, metrics)
+        job = NewJob(
+            key,
+            digest,
+            now,
+            time,
+            time_ns,
+            document.context,
+            measurements,
+            _unique_blobs(document.blobs),
+            document.meta,
+            document.packages,
+        )
+        # Refuse, before anything is committed, points no series backend could hold (the id
+        # only shifts a point's time by nanoseconds).
+        draft = _stored(0, job)
+        for point in points_for_job(draft):
+            validate_point(point)
+        assert self._group is not None
+        job_id, created, stored_digest = await self._group.submit(job)
+        if not created:
+            return self._replay((job_id, stored_digest), digest, key)
+        stored = _stored(job_id, job)
+        record_ingest(1, stored.n_measurements)
+        delivered = await self._deliverer.submit(job_id, points_for_job(stored), self._wait_s)
+        return IngestResult(job_id, created=True, delivered=delivered, specs_ignored=specs_ignored)
 
     @staticmethod
     def _replay(existing: tuple[int, str], digest: str, key: str) -> IngestResult:
@@ -240,3 +299,147 @@ class JobService:
 def _unique_blobs(blobs: tuple[Blob, ...]) -> list[Blob]:
     """Blobs by identifier, the last one winning (lsst.verify may repeat shared blobs)."""
     return list({blob.identifier: blob for blob in blobs}.values())
+
+
+def _stored(job_id: int, job: NewJob) -> StoredJob:
+    return StoredJob(
+        id=job_id,
+        idempotency_key=job.key,
+        created_at=job.now,
+        time=job.time,
+        time_ns=job.time_ns,
+        context=job.context,
+        n_measurements=len(job.measurements),
+        measurements=tuple(job.measurements),
+    )
+
+
+# (job id, created, the stored body's digest): a replay's caller checks the digest.
+Outcome = tuple[int, bool, str]
+
+
+class GroupCommit:
+    """Group commit of ingests: the jobs of concurrent requests go into one transaction (one
+    round trip per statement for all of them, one commit and one fsync), each with its outbox
+    row.  What a job's idempotency means is kept per job: a key or body already stored is a
+    replay, a key stored with another body a conflict, the same job twice in one group one
+    insert.  A group that fails (a concurrent process took a key) is committed job by job.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_jobs: int = 64,
+        outbox_due: Callable[[datetime], datetime] = lambda now: now,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._max_jobs = max_jobs
+        self._outbox_due = outbox_due
+        self._queue: list[tuple[NewJob, asyncio.Future[Outcome]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.groups = 0  # committed groups (tests, benchmarks)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="specwatch-group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        batch, self._queue = self._queue, []
+        if batch:
+            await self._commit(batch)
+
+    async def submit(self, job: NewJob) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self._task is None:  # not running (a CLI process): a group of one, now
+            await self._commit([(job, future)])
+        else:
+            self._queue.append((job, future))
+            self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self._max_jobs]
+                del self._queue[: self._max_jobs]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[NewJob, asyncio.Future[Outcome]]]) -> None:
+        try:
+            outcomes = await self._commit_group([job for job, _ in batch])
+        except IntegrityError as error:
+            if len(batch) > 1:  # one of them raced another process: each on its own
+                for item in batch:
+                    await self._commit([item])
+                return
+            outcomes = [error]
+        except Exception as error:  # the database is down, say: every waiter learns it
+            outcomes = [error] * len(batch)
+        else:
+            self.groups += 1
+        if len(outcomes) == 1 and len(batch) == 1 and isinstance(outcomes[0], IntegrityError):
+            outcomes = await self._retry_one(batch[0][0], outcomes[0])
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def _retry_one(self, job: NewJob, error: IntegrityError) -> list[Outcome | Exception]:
+        """A job alone that hit a key or body committed meanwhile: read again, twice."""
+        for _ in range(2):
+            try:
+                return list(await self._commit_group([job]))
+            except IntegrityError as again:
+                error = again
+        return [error]
+
+    async def _commit_group(self, jobs: list[NewJob]) -> list[Outcome | Exception]:
+        async with self._sessionmaker() as session, session.begin():
+            store = JobStore(session)
+            by_key, by_digest = await store.existing(
+                [job.key for job in jobs], [job.body_sha256 for job in jobs]
+            )
+            outcomes: list[Outcome | Exception | int] = []  # an int: a new job's index
+            new: list[NewJob] = []
+            first_of_key: dict[str, int] = {}
+            first_of_digest: dict[str, int] = {}
+            for job in jobs:
+                explicit = not job.key.startswith("sha256:")
+                same_body = by_digest.get(job.body_sha256)
+                same_key = by_key.get(job.key)
+                if same_body is not None:
+                    found = same_key if explicit and same_key is not None else same_body
+                    outcomes.append((found[0], False, found[1]))
+                elif same_key is not None:
+                    outcomes.append((same_key[0], False, same_key[1]))
+                elif job.body_sha256 in first_of_digest:  # the same job twice in this group
+                    outcomes.append(-1 - first_of_digest[job.body_sha256])
+                elif job.key in first_of_key:  # the same key with another body: a conflict
+                    outcomes.append(-1 - first_of_key[job.key])
+                else:
+                    first_of_key[job.key] = first_of_digest[job.body_sha256] = len(new)
+                    outcomes.append(len(new))
+                    new.append(job)
+            ids = await store.add_many(new) if new else []
+            due = self._outbox_due(jobs[0].now)
+            await OutboxStore(session).add_many(ids, due)
+        result: list[Outcome | Exception] = []
+        for outcome in outcomes:
+            if isinstance(outcome, int):
+                index = outcome if outcome >= 0 else -1 - outcome
+                result.append((ids[index], outcome >= 0, new[index].body_sha256))
+            else:
+                result.append(outcome)
+        return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -123,6 +124,37 @@ _INSERT_JOB = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert, already validated and converted."""
+
+    key: str
+    body_sha256: str
+    now: datetime
+    time: datetime
+    time_ns: int
+    context: JobContext
+    measurements: Sequence[Measurement]
+    blobs: Sequence[Blob]
+    meta: Mapping[str, Any]
+    packages: Mapping[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        values: dict[str, Any] = {name: getattr(self.context, name) for name in CONTEXT_FIELDS}
+        values.update(
+            idempotency_key=self.key,
+            body_sha256=self.body_sha256,
+            created_at=self.now,
+            time=self.time,
+            time_ns=self.time_ns,
+            meta=dict(self.meta),
+            packages=dict(self.packages),
+            measurements=encode_measurements(self.measurements),
+            n_measurements=len(self.measurements),
+        )
+        return values
+
+
 class JobStore:
     """Repository of jobs and blobs."""
 
@@ -150,45 +182,59 @@ class JobStore:
         ).first()
         return (row[0], row[1]) if row else None
 
-    async def add(
-        self,
-        *,
-        key: str,
-        body_sha256: str,
-        now: datetime,
-        time: datetime,
-        time_ns: int,
-        context: JobContext,
-        measurements: Sequence[Measurement],
-        blobs: Sequence[Blob],
-        meta: Mapping[str, Any],
-        packages: Mapping[str, Any],
-    ) -> int | None:
+    async def add(self, job: NewJob) -> int | None:
         """Insert a job with its blobs; its id, or None if the key is taken (a replay)."""
-        values: dict[str, Any] = {name: getattr(context, name) for name in CONTEXT_FIELDS}
-        values.update(
-            idempotency_key=key,
-            body_sha256=body_sha256,
-            created_at=now,
-            time=time,
-            time_ns=time_ns,
-            meta=dict(meta),
-            packages=dict(packages),
-            measurements=encode_measurements(measurements),
-            n_measurements=len(measurements),
-        )
         # One prepared statement per dialect, parameters bound: compiled once per process.
         statement = _INSERT_JOB[self._session.get_bind().dialect.name]
-        job_id: int | None = (await self._session.execute(statement, values)).scalar()
-        if job_id is not None and blobs:
+        job_id: int | None = (await self._session.execute(statement, job.row())).scalar()
+        if job_id is not None and job.blobs:
             await self._session.execute(
                 insert(table(SQLBlob)),
                 [
                     {"job_id": job_id, "identifier": b.identifier, "name": b.name, "data": b.data}
-                    for b in blobs
+                    for b in job.blobs
                 ],
             )
         return job_id
+
+    async def existing(
+        self, keys: Sequence[str], digests: Sequence[str]
+    ) -> tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]:
+        """The jobs stored under some idempotency keys, and the first job stored with some
+        body digests: ``(by key, by digest)``, each value ``(job id, body digest)``."""
+        rows = await self._session.execute(
+            select(SQLJob.id, SQLJob.idempotency_key, SQLJob.body_sha256)
+            .where(
+                or_(SQLJob.idempotency_key.in_(list(keys)), SQLJob.body_sha256.in_(list(digests)))
+            )
+            .order_by(SQLJob.id)
+        )
+        by_key: dict[str, tuple[int, str]] = {}
+        by_digest: dict[str, tuple[int, str]] = {}
+        wanted_keys, wanted_digests = set(keys), set(digests)
+        for job_id, key, digest in rows:
+            if key in wanted_keys:
+                by_key[key] = (job_id, digest)
+            if digest in wanted_digests:
+                by_digest.setdefault(digest, (job_id, digest))
+        return by_key, by_digest
+
+    async def add_many(self, jobs: Sequence[NewJob]) -> list[int]:
+        """Insert jobs (keys known to be free) with their blobs, in one statement each; their
+        ids in order.  A key taken meanwhile raises ``IntegrityError``."""
+        statement = insert(table(SQLJob)).returning(
+            table(SQLJob).c.id, sort_by_parameter_order=True
+        )
+        result = await self._session.execute(statement, [job.row() for job in jobs])
+        ids = [int(job_id) for job_id in result.scalars()]
+        blobs = [
+            {"job_id": job_id, "identifier": b.identifier, "name": b.name, "data": b.data}
+            for job_id, job in zip(ids, jobs, strict=True)
+            for b in job.blobs
+        ]
+        if blobs:
+            await self._session.execute(insert(table(SQLBlob)), blobs)
+        return ids
 
     async def get(self, job_id: int) -> StoredJob | None:
         row = await self._session.get(SQLJob, job_id)

@@ -23,6 +23,16 @@ class OutboxStore:
             _INSERT, {"job_id": job_id, "created_at": due, "attempts": 0, "next_attempt_at": due}
         )
 
+    async def add_many(self, job_ids: Sequence[int], due: datetime) -> None:
+        if job_ids:
+            await self._session.execute(
+                _INSERT,
+                [
+                    {"job_id": job_id, "created_at": due, "attempts": 0, "next_attempt_at": due}
+                    for job_id in job_ids
+                ],
+            )
+
     async def claim(self, now: datetime | None, limit: int) -> list[int]:
         """Ids of the jobs due for delivery at ``now`` (every one if None), oldest first,
         locked for this transaction: another worker's sweep skips them (PostgreSQL)."""
