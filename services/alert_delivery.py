@@ -30,6 +30,7 @@ from specwatch.metrics.alerts import Links, Message, NotificationEvent
 from specwatch.store.alerts import AlertStore, DueNotification
 
 from .alert_items import summary_from_document
+from .tasks import cancel
 
 log = structlog.get_logger("specwatch.alerts")
 
@@ -65,11 +66,8 @@ class AlertDispatcher:
             self._task = asyncio.create_task(self._run(), name="specwatch-alerts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def pending(self) -> int:
         async with self._sessionmaker() as session:

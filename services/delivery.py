@@ -27,6 +27,8 @@ from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import SeriesPoint, TimeSeriesStore
 from specwatch.store.work import WorkStore
 
+from .tasks import cancel
+
 log = structlog.get_logger("specwatch.delivery")
 
 # An outbox row of a job on the fast path becomes due for the sweep only after this grace, so
@@ -141,10 +143,7 @@ class OutboxDeliverer:
 
     async def stop(self) -> None:
         for task in (self._task, self._cleanup_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel(task)
         self._task = self._cleanup_task = None
         await self._remove_delivered()
         for pending in self._queue:

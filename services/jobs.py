@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Collection
@@ -34,6 +33,7 @@ from specwatch.telemetry import record_ingest
 from .definitions import check_packages, register_job_definitions
 from .delivery import FAST_PATH_GRACE, OutboxDeliverer, points_for_job
 from .metrics import as_utc
+from .tasks import cancel
 
 log = structlog.get_logger("specwatch.jobs")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -117,17 +117,26 @@ class JobService:
         now = datetime.now(UTC)
         time = document.context.time or now
         time_ns = (time - _EPOCH) // timedelta(microseconds=1) * 1000
+        # The job as it will be stored, but for its measurements in their metrics' units.
+        draft = NewJob(
+            key,
+            digest,
+            now,
+            time,
+            time_ns,
+            document.context,
+            (),
+            _unique_blobs(document.blobs),
+            document.meta,
+            document.packages,
+        )
         if self._group is not None and not (
             document.metric_definitions or document.spec_definitions
         ):
-            return await self._ingest_grouped(
-                document, key, digest, now, time, time_ns, specs_ignored
-            )
+            return await self._ingest_grouped(document, draft, specs_ignored)
         for attempt in range(3):
             try:
-                stored = await self._store(
-                    document, key, digest, now, time, time_ns, allowed_packages
-                )
+                stored = await self._store(document, draft, allowed_packages)
                 break
             except IntegrityError:
                 # A concurrent request committed the same key, or the same new definitions,
@@ -151,14 +160,11 @@ class JobService:
     async def _store(
         self,
         document: JobDocument,
-        key: str,
-        digest: str,
-        now: datetime,
-        time: datetime,
-        time_ns: int,
+        draft: NewJob,
         allowed_packages: Collection[str] | None,
     ) -> tuple[StoredJob, list[SeriesPoint]] | IngestResult:
         """One transaction: the job, its blobs and its outbox row (or the replay of it)."""
+        key, digest = draft.key, draft.body_sha256
         async with self._sessionmaker() as session, session.begin():
             jobs = JobStore(session)
             # The same body is the same job, whether it came with a key, another key or none.
@@ -172,63 +178,34 @@ class JobService:
                     definitions,
                     document.metric_definitions,
                     document.spec_definitions,
-                    now,
+                    draft.now,
                     allowed_packages=allowed_packages,
                 )
             names = {m.metric for m in document.measurements}
             metrics = {n: self._metrics[n] for n in names if n in self._metrics}
             if len(metrics) < len(names):
                 metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
-            measurements = convert_measurements(document.measurements, metrics)
-            job_id = await jobs.add(
-                NewJob(
-                    key,
-                    digest,
-                    now,
-                    time,
-                    time_ns,
-                    document.context,
-                    measurements,
-                    _unique_blobs(document.blobs),
-                    document.meta,
-                    document.packages,
-                )
-            )
+            job = replace(draft, measurements=convert_measurements(document.measurements, metrics))
+            # Refuse, before anything is committed, points no series backend could hold (the
+            # id only shifts a point's time by nanoseconds).
+            for point in points_for_job(_stored(0, job)):
+                validate_point(point)
+            job_id = await jobs.add(job)
             if job_id is None:  # the key is taken: the same job again, or a conflict
                 existing = await jobs.find_by_key(key)
                 assert existing is not None
                 return self._replay(existing, digest, key)
-            stored = StoredJob(
-                id=job_id,
-                idempotency_key=key,
-                created_at=now,
-                time=time,
-                time_ns=time_ns,
-                context=document.context,
-                n_measurements=len(measurements),
-                measurements=measurements,
-            )
-            # Refuse, before anything is committed, points no series backend could hold.
-            points = points_for_job(stored)
-            for point in points:
-                validate_point(point)
             # Delivered by this process right after the commit, or by a sweep (another
             # process's, when this one only serves) as soon as it is due.
-            due = now + FAST_PATH_GRACE if self._deliverer.running else now
+            due = draft.now + FAST_PATH_GRACE if self._deliverer.running else draft.now
             await OutboxStore(session).add(job_id, due)
+            stored = _stored(job_id, job)
         if len(self._metrics) < _METRIC_CACHE_SIZE:
             self._metrics.update(metrics)  # committed: safe to remember
-        return stored, points
+        return stored, points_for_job(stored)
 
     async def _ingest_grouped(
-        self,
-        document: JobDocument,
-        key: str,
-        digest: str,
-        now: datetime,
-        time: datetime,
-        time_ns: int,
-        specs_ignored: int,
+        self, document: JobDocument, draft: NewJob, specs_ignored: int
     ) -> IngestResult:
         """A job without definitions: converted and checked here, then committed together
         with the other ingests in flight (one transaction, one commit)."""
@@ -240,28 +217,15 @@ class JobService:
             metrics.update(found)
             if len(self._metrics) < _METRIC_CACHE_SIZE:
                 self._metrics.update(found)  # committed definitions: safe to remember
-        measurements = convert_measurements(document.measurements, metrics)
-        job = NewJob(
-            key,
-            digest,
-            now,
-            time,
-            time_ns,
-            document.context,
-            measurements,
-            _unique_blobs(document.blobs),
-            document.meta,
-            document.packages,
-        )
+        job = replace(draft, measurements=convert_measurements(document.measurements, metrics))
         # Refuse, before anything is committed, points no series backend could hold (the id
         # only shifts a point's time by nanoseconds).
-        draft = _stored(0, job)
-        for point in points_for_job(draft):
+        for point in points_for_job(_stored(0, job)):
             validate_point(point)
         assert self._group is not None
         job_id, created, stored_digest = await self._group.submit(job)
         if not created:
-            return self._replay((job_id, stored_digest), digest, key)
+            return self._replay((job_id, stored_digest), job.body_sha256, job.key)
         stored = _stored(job_id, job)
         record_ingest(1, stored.n_measurements)
         delivered = await self._deliverer.submit(job_id, points_for_job(stored), self._wait_s)
@@ -346,11 +310,8 @@ class GroupCommit:
             self._task = asyncio.create_task(self._run(), name="specwatch-group-commit")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         batch, self._queue = self._queue, []
         if batch:
             await self._commit(batch)

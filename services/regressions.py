@@ -36,6 +36,7 @@ from specwatch.store.work import WorkItem, WorkStore
 from specwatch.telemetry import observe_detection
 
 from .definitions import check_packages
+from .tasks import cancel
 
 if TYPE_CHECKING:
     from .alerts import AlertService
@@ -380,11 +381,8 @@ class DetectionScheduler:
 
     async def stop(self) -> None:
         """Stop; what waits stays queued for the next run (of this or another process)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def flush(self) -> int:
         """Detect every queued series now, due or not (tests, CLI); returns how many."""
