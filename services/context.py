@@ -27,6 +27,7 @@ from .definitions import DefinitionService
 from .delivery import FAST_PATH_GRACE, OutboxDeliverer
 from .jobs import GroupCommit, JobService
 from .metrics import MetricService
+from .ops import OpsService
 from .overview import OverviewService
 from .regressions import (
     DETECT,
@@ -213,6 +214,11 @@ class ProcessContext:
         """Series queued for detection, in any process."""
         async with self.sessionmaker() as session:
             return await WorkStore(session).count(DETECT)
+
+    def ops(self) -> OpsService:
+        return OpsService(
+            self.engine, self.sessionmaker, self.series, max_outbox=self.settings.ready_max_outbox
+        )
 
     def metrics(self) -> MetricService:
         return MetricService(self.sessionmaker, self.series)

@@ -131,6 +131,10 @@ def serve(
 
     _check_schema(settings)
     load_rules(settings)  # a bad rules file: one line now, not a traceback from each worker
+    multiprocess = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiprocess:  # /metrics sums the workers' files: start from none (the client's rule)
+        for stale in Path(multiprocess).glob("*.db"):
+            stale.unlink()
     if root_path is not None:
         # The server processes (one per worker) read their settings from the environment.
         os.environ["SPECWATCH_ROOT_PATH"] = root_path

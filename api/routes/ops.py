@@ -10,20 +10,9 @@ from specwatch.api.deps import Context, read_access
 from specwatch.api.edge import EdgeRoute
 from specwatch.api.errors import problem
 from specwatch.api.responses import FastJSONResponse
-from specwatch.services.context import ProcessContext
-from specwatch.services.ops import OpsService
 from specwatch.telemetry import backlog_gauges, exposition
 
 router = APIRouter(route_class=EdgeRoute, tags=["service"])
-
-
-def ops_service(context: ProcessContext) -> OpsService:
-    return OpsService(
-        context.engine,
-        context.sessionmaker,
-        context.series,
-        max_outbox=context.settings.ready_max_outbox,
-    )
 
 
 @router.get(
@@ -35,7 +24,7 @@ def ops_service(context: ProcessContext) -> OpsService:
     "whose `errors` name each failed check (`location: ['checks', <name>]`) and why.",
 )
 async def readyz(request: Request, context: Context) -> Response:
-    readiness = await ops_service(context).readiness()
+    readiness = await context.ops().readiness()
     checks = readiness.checks()
     if readiness.ready:
         views = {name: {"ok": True, "detail": check.detail} for name, check in checks.items()}
@@ -56,7 +45,7 @@ async def readyz(request: Request, context: Context) -> Response:
 @router.get("/metrics", include_in_schema=False, dependencies=[Depends(read_access)])
 async def prometheus_metrics(request: Request, context: Context) -> Response:
     """Prometheus exposition: request and work metrics, and the backlogs read now."""
-    backlog = await ops_service(context).backlog()
+    backlog = await context.ops().backlog()
     extra = (
         backlog_gauges(
             outbox_pending=backlog.outbox_pending,
