@@ -54,8 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Continuous metric verification: lsst.verify jobs in, verdicts out.",
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
-        # Behind a proxy under a path prefix: /docs, the OpenAPI servers and links carry it.
-        root_path=settings.effective_root_path,
     )
     app.router.route_class = EdgeRoute
     install_error_handlers(app)

@@ -55,10 +55,10 @@ class ServedSpecwatch:
         arguments = [item for scope in scopes for item in ("--scope", scope)]
         return self.cli("token", "create", *arguments).strip()
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 30.0, extra_args: Sequence[str] = ()) -> None:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [SPECWATCH, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [SPECWATCH, "serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args],
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,

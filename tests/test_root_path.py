@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import truncate_all
+from served import ServedSpecwatch
 
 from specwatch.config import Settings
 from specwatch.server import create_server
@@ -85,3 +87,21 @@ async def test_dashboard_links_carry_the_prefix(proxied: httpx.AsyncClient) -> N
     nav_links = re.findall(r'"href":\s*"([^"]+)"', nav.text.replace("\\u002f", "/"))
     assert nav_links and all(h.startswith("/specwatch/") for h in nav_links), nav_links
     assert "/specwatch/docs" in nav_links
+
+
+def test_served_under_a_prefix(tmp_path: Path) -> None:
+    """``specwatch serve --root-path``: the same answers from a real server, with the prefix
+    passed on or stripped by the proxy."""
+    served = ServedSpecwatch(tmp_path)
+    served.start(extra_args=("--root-path", "/sw"))
+    try:
+        for prefix in ("/sw", ""):
+            page = httpx.get(f"{served.url}{prefix}/dashboard/", timeout=10)
+            assert page.status_code == 200
+            assert "\\u002fsw\\u002fdashboard\\u002f" in page.text
+            openapi = httpx.get(f"{served.url}{prefix}/openapi.json", timeout=10).json()
+            assert openapi["servers"] == [{"url": "/sw"}]
+        root = httpx.get(f"{served.url}/sw/", timeout=10)
+        assert (root.status_code, root.headers["location"]) == (307, "/sw/dashboard/")
+    finally:
+        served.stop()
