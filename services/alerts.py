@@ -465,7 +465,7 @@ class AlertService:
         ):
             return
         async with self._sessionmaker() as session:
-            found = await JobStore(session).get_many(ids)
+            found = await JobStore(session).summaries(ids)  # their contexts are enough
         prs = sorted({job.context.pr for job in found if job.context.pr is not None})
         contexts = sorted(
             {

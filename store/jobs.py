@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import RowMapping, and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,6 +110,19 @@ def _stored(row: SQLJob, *, full: bool) -> StoredJob:
         measurements=decode_measurements(row.measurements) if full else (),
         meta=row.meta if full else None,
         packages=row.packages if full else None,
+    )
+
+
+def _summary(row: RowMapping) -> StoredJob:
+    """A job from its summary columns (no measurements)."""
+    return StoredJob(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        time=row["time"],
+        time_ns=row["time_ns"],
+        context=JobContext(time=row["time"], **{c: row[c] for c in CONTEXT_FIELDS}),
+        n_measurements=row["n_measurements"],
     )
 
 
@@ -249,6 +262,16 @@ class JobStore:
         )
         return [_stored(row, full=True) for row in rows]
 
+    async def summaries(self, job_ids: Sequence[int]) -> list[StoredJob]:
+        """Jobs by id without their measurements (the summary columns only), in id order."""
+        if not job_ids:
+            return []
+        query = select(*(getattr(SQLJob, c) for c in _SUMMARY_COLUMNS))
+        result = await self._session.execute(
+            query.where(SQLJob.id.in_(list(job_ids))).order_by(SQLJob.id)
+        )
+        return [_summary(row) for row in result.mappings()]
+
     async def search(
         self, where: JobFilter, *, before: tuple[datetime, int] | None, limit: int
     ) -> list[StoredJob]:
@@ -271,20 +294,7 @@ class JobStore:
                 or_(SQLJob.time < time, and_(SQLJob.time == time, SQLJob.id < job_id))
             )
         result = await self._session.execute(query)
-        jobs = []
-        for row in result.mappings():
-            jobs.append(
-                StoredJob(
-                    id=row["id"],
-                    idempotency_key=row["idempotency_key"],
-                    created_at=row["created_at"],
-                    time=row["time"],
-                    time_ns=row["time_ns"],
-                    context=JobContext(time=row["time"], **{c: row[c] for c in CONTEXT_FIELDS}),
-                    n_measurements=row["n_measurements"],
-                )
-            )
-        return jobs
+        return [_summary(row) for row in result.mappings()]
 
     async def recent_branch_builds(self, *, per_context: int, min_builds: int) -> list[StoredJob]:
         """The last ``per_context`` jobs (by build time) of each branch × dataset × filter ×
