@@ -40,7 +40,9 @@ async def test_ten_thousand_points_in_batches_and_chunks(
         for t in range(n)
     ]
     async with httpx.AsyncClient(event_hooks={"request": [count_writes]}) as client:
-        store = InfluxDBSeriesStore(influxdb_server.url, f"big_{uuid.uuid4().hex}", client=client)
+        store = InfluxDBSeriesStore(
+            influxdb_server.url, f"big_{uuid.uuid4().hex}", client=client, lean_writes=False
+        )
         await store.create_database()
         await store.write(points)
         assert writes == [5000, 5000]
@@ -128,10 +130,17 @@ async def test_auth_is_sent_as_token_header_or_u_p_params() -> None:
     token, password = uuid.uuid4().hex, uuid.uuid4().hex
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        token_store = InfluxDBSeriesStore("http://influx/", "db", token=token, client=client)
+        token_store = InfluxDBSeriesStore(
+            "http://influx/", "db", token=token, client=client, lean_writes=False
+        )
         await token_store.write([point(1, 1)])
         user_store = InfluxDBSeriesStore(
-            "http://influx", "db", username="me", password=password, client=client
+            "http://influx",
+            "db",
+            username="me",
+            password=password,
+            client=client,
+            lean_writes=False,
         )
         await user_store.ping()
         await user_store.write([point(1, 1)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from specwatch.exceptions import SeriesStoreError
 from specwatch.telemetry import observe_series_write
 
 from .base import NAN_SUFFIX, Series, SeriesPoint, SeriesQuery
+from .http_writer import HttpWriter
 from .lineprotocol import COMMIT_FIELD, JOB_ID_FIELD, encode_batches, is_storable_name
 
 MAX_BATCH_POINTS = 5000
@@ -152,6 +154,7 @@ class InfluxDBSeriesStore:
         timeout_s: float = 10.0,
         max_batch_points: int = MAX_BATCH_POINTS,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        lean_writes: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
@@ -169,12 +172,22 @@ class InfluxDBSeriesStore:
         self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
         self._max_batch_points = max_batch_points
         self._max_batch_bytes = max_batch_bytes
+        # The ingest's hot path: writes on connections of their own (plain http), else httpx.
+        self._writer: HttpWriter | None = None
+        if lean_writes and self.url.startswith("http://"):
+            self._writer = HttpWriter(
+                self.url,
+                "/write",
+                {**self._params, "precision": "ns"},
+                {**self._headers, "Content-Type": "text/plain; charset=utf-8"},
+                timeout_s,
+            )
 
     async def ping(self) -> None:
         """Check that the server answers ``/ping`` (204).  Raises ``SeriesStoreError``."""
         response = await self._send("GET", "/ping", "ping", params={}, headers=self._headers)
         if response.status_code != 204:
-            raise _status_error("ping", response)
+            raise _status_error("ping", response.status_code, response.content)
 
     async def create_database(self) -> None:
         """Create the database if missing (InfluxDB 1.x; idempotent)."""
@@ -199,20 +212,33 @@ class InfluxDBSeriesStore:
         observe_series_write(self.name, time.perf_counter() - started)
 
     async def _write_batches(self, batches: Iterable[bytes]) -> None:
-        params = {**self._params, "precision": "ns"}
-        headers = {**self._headers, "Content-Type": "text/plain; charset=utf-8"}
         for body in batches:
-            response = await self._send(
-                "POST", "/write", "write", params=params, headers=headers, content=body
-            )
-            if response.status_code == 404 and b"database not found" in response.content:
+            status, content = await self._post_write(body)
+            if status == 404 and b"database not found" in content:
                 # A new or wiped server: create the database (1.x) and write again.
                 await self.create_database()
-                response = await self._send(
-                    "POST", "/write", "write", params=params, headers=headers, content=body
-                )
-            if response.status_code != 204:
-                raise _status_error("write", response)
+                status, content = await self._post_write(body)
+            if status != 204:
+                raise _status_error("write", status, content)
+
+    async def _post_write(self, body: bytes) -> tuple[int, bytes]:
+        if self._writer is None:
+            response = await self._send(
+                "POST",
+                "/write",
+                "write",
+                params={**self._params, "precision": "ns"},
+                headers={**self._headers, "Content-Type": "text/plain; charset=utf-8"},
+                content=body,
+            )
+            return response.status_code, response.content
+        try:
+            answer = await self._writer.post(body)
+        except (OSError, TimeoutError) as exc:
+            raise SeriesStoreError(
+                f"InfluxDB write failed: cannot reach {self.url}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return answer.status, answer.body
 
     async def query(self, query: SeriesQuery) -> Series:
         """The ``limit`` most recent points of one metric, oldest first (see ``build_select``)."""
@@ -253,7 +279,9 @@ class InfluxDBSeriesStore:
         return int(merged[0]["values"][0][1])
 
     async def close(self) -> None:
-        """Close the HTTP client if this store created it."""
+        """Close the HTTP client if this store created it, and the write connections."""
+        if self._writer is not None:
+            await self._writer.close()
         if self._owns_client:
             await self._client.aclose()
 
@@ -271,7 +299,7 @@ class InfluxDBSeriesStore:
             "POST", "/query", "query", params=params, headers=self._headers, data={"q": statement}
         )
         if response.status_code != 200:
-            raise _status_error("query", response)
+            raise _status_error("query", response.status_code, response.content)
         return response.content
 
     async def _send(
@@ -302,14 +330,21 @@ class InfluxDBSeriesStore:
             ) from exc
 
 
-def _status_error(action: str, response: httpx.Response) -> SeriesStoreError:
-    """A ``SeriesStoreError`` with the status and InfluxDB's error text."""
-    text = response.text
+def _phrase(status: int) -> str:
     try:
-        document = orjson.loads(response.content)
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def _status_error(action: str, status: int, content: bytes) -> SeriesStoreError:
+    """A ``SeriesStoreError`` with the status and InfluxDB's error text."""
+    text = content.decode("utf-8", "replace")
+    try:
+        document = orjson.loads(content)
         if isinstance(document, dict) and isinstance(document.get("error"), str):
             text = document["error"]
     except orjson.JSONDecodeError:
         pass
-    text = text.strip()[:_ERROR_TEXT_CHARS] or response.reason_phrase
-    return SeriesStoreError(f"InfluxDB {action} failed ({response.status_code}): {text}")
+    text = text.strip()[:_ERROR_TEXT_CHARS] or _phrase(status)
+    return SeriesStoreError(f"InfluxDB {action} failed ({status}): {text}")
