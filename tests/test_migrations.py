@@ -484,6 +484,8 @@ FILLED = {
     "silence",
 }
 
+# The job table's context columns at the previous head, written out on purpose: the code's
+# CONTEXT_FIELDS follow the newest schema, this list the one being upgraded from.
 _CONTEXT_COLUMNS = (
     "ci_name",
     "ci_id",
