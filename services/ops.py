@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from specwatch.exceptions import DatabaseNotReadyError, SeriesStoreError
 from specwatch.store.alerts import AlertStore
 from specwatch.store.database import check_schema
-from specwatch.store.ops import outbox_backlog, outbox_pending
+from specwatch.store.outbox import OutboxStore
 from specwatch.store.series.base import TimeSeriesStore
 from specwatch.store.work import WorkStore
 
@@ -98,7 +98,9 @@ class OpsService:
         a scrape still shows the rest."""
         try:
             async with self._sessionmaker() as session:
-                pending, oldest = await outbox_backlog(session)
+                outbox = OutboxStore(session)
+                pending = await outbox.pending()
+                oldest = await outbox.oldest_ingest() if pending else None
                 alerts = await AlertStore(session).undelivered()
                 detection = await WorkStore(session).count(DETECT)
         except Exception as error:  # the database is down: the scrape must still answer
@@ -140,7 +142,7 @@ class OpsService:
         limit = self._max_outbox
         try:
             async with self._sessionmaker() as session:
-                pending = await outbox_pending(session, limit + 1)
+                pending = await OutboxStore(session).pending(cap=limit + 1)
         except Exception as error:
             return Check(False, f"cannot count the outbox: {_reason(error)}")
         if pending > limit:

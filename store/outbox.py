@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import SQLOutbox, table
+from .models import SQLJob, SQLOutbox, table
 
 _INSERT = insert(table(SQLOutbox))
 
@@ -61,5 +61,18 @@ class OutboxStore:
                 )
             )
 
-    async def pending(self) -> int:
-        return int(await self._session.scalar(select(func.count()).select_from(SQLOutbox)) or 0)
+    async def pending(self, cap: int | None = None) -> int:
+        """How many jobs wait; with ``cap``, counted up to it (reads at most ``cap`` rows:
+        cheap however long the backlog grows)."""
+        rows = select(SQLOutbox.job_id)
+        if cap is not None:
+            rows = rows.limit(cap)
+        counted = select(func.count()).select_from(rows.subquery())
+        return int(await self._session.scalar(counted) or 0)
+
+    async def oldest_ingest(self) -> datetime | None:
+        """When the oldest waiting job was ingested: the smallest job id (ids grow with
+        ingest time), its ``job.created_at`` (not the outbox row's time, which is when a
+        sweep may first take it)."""
+        oldest = select(func.min(SQLOutbox.job_id)).scalar_subquery()
+        return await self._session.scalar(select(SQLJob.created_at).where(SQLJob.id == oldest))
