@@ -24,7 +24,7 @@ from .alerts import AlertService, load_rules
 from .builds import BuildService
 from .compare import CompareService
 from .definitions import DefinitionService
-from .delivery import FAST_PATH_GRACE, OutboxDeliverer
+from .delivery import OutboxDeliverer
 from .jobs import GroupCommit, JobService
 from .metrics import MetricService
 from .ops import OpsService
@@ -136,11 +136,7 @@ class ProcessContext:
         )
         if detection is not None:
             detection.before_flush = deliverer.settle
-        # A job's outbox row waits out the fast path's grace when this process delivers it.
-        group = GroupCommit(
-            sessionmaker,
-            outbox_due=lambda now: now + FAST_PATH_GRACE if deliverer.running else now,
-        )
+        group = GroupCommit(sessionmaker, outbox_due=deliverer.outbox_due)
         context = cls(
             settings,
             engine,

@@ -141,6 +141,11 @@ class OutboxDeliverer:
         """Whether ``submit`` delivers (else a job waits in the outbox for a sweep)."""
         return self._task is not None
 
+    def outbox_due(self, now: datetime) -> datetime:
+        """When a job committed ``now`` becomes due for a sweep: after the fast path's grace
+        when this process delivers it, at once when only a sweep (another process's) will."""
+        return now + FAST_PATH_GRACE if self.running else now
+
     async def stop(self) -> None:
         for task in (self._task, self._cleanup_task):
             await cancel(task)

@@ -31,7 +31,7 @@ from specwatch.store.series.lineprotocol import validate_point
 from specwatch.telemetry import record_ingest
 
 from .definitions import check_packages, register_job_definitions
-from .delivery import FAST_PATH_GRACE, OutboxDeliverer, points_for_job
+from .delivery import OutboxDeliverer, points_for_job
 from .metrics import as_utc
 from .tasks import cancel
 
@@ -181,27 +181,16 @@ class JobService:
                     draft.now,
                     allowed_packages=allowed_packages,
                 )
-            names = {m.metric for m in document.measurements}
-            metrics = {n: self._metrics[n] for n in names if n in self._metrics}
-            if len(metrics) < len(names):
-                metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
-            job = replace(draft, measurements=convert_measurements(document.measurements, metrics))
-            # Refuse, before anything is committed, points no series backend could hold (the
-            # id only shifts a point's time by nanoseconds).
-            for point in points_for_job(_stored(0, job)):
-                validate_point(point)
+            metrics = await self._metrics_of(document, definitions)
+            job = _converted(draft, document, metrics)
             job_id = await jobs.add(job)
             if job_id is None:  # the key is taken: the same job again, or a conflict
                 existing = await jobs.find_by_key(key)
                 assert existing is not None
                 return self._replay(existing, digest, key)
-            # Delivered by this process right after the commit, or by a sweep (another
-            # process's, when this one only serves) as soon as it is due.
-            due = draft.now + FAST_PATH_GRACE if self._deliverer.running else draft.now
-            await OutboxStore(session).add(job_id, due)
+            await OutboxStore(session).add(job_id, self._deliverer.outbox_due(draft.now))
             stored = _stored(job_id, job)
-        if len(self._metrics) < _METRIC_CACHE_SIZE:
-            self._metrics.update(metrics)  # committed: safe to remember
+        self._remember(metrics)  # committed
         return stored, points_for_job(stored)
 
     async def _ingest_grouped(
@@ -209,19 +198,10 @@ class JobService:
     ) -> IngestResult:
         """A job without definitions: converted and checked here, then committed together
         with the other ingests in flight (one transaction, one commit)."""
-        names = {m.metric for m in document.measurements}
-        metrics = {n: self._metrics[n] for n in names if n in self._metrics}
-        if len(metrics) < len(names):
-            async with self._sessionmaker() as session:
-                found = await DefinitionStore(session).get_metrics(sorted(names - metrics.keys()))
-            metrics.update(found)
-            if len(self._metrics) < _METRIC_CACHE_SIZE:
-                self._metrics.update(found)  # committed definitions: safe to remember
-        job = replace(draft, measurements=convert_measurements(document.measurements, metrics))
-        # Refuse, before anything is committed, points no series backend could hold (the id
-        # only shifts a point's time by nanoseconds).
-        for point in points_for_job(_stored(0, job)):
-            validate_point(point)
+        async with self._sessionmaker() as session:  # connects only if a metric is new here
+            metrics = await self._metrics_of(document, DefinitionStore(session))
+        self._remember(metrics)  # read from committed definitions
+        job = _converted(draft, document, metrics)
         assert self._group is not None
         job_id, created, stored_digest = await self._group.submit(job)
         if not created:
@@ -230,6 +210,21 @@ class JobService:
         record_ingest(1, stored.n_measurements)
         delivered = await self._deliverer.submit(job_id, points_for_job(stored), self._wait_s)
         return IngestResult(job_id, created=True, delivered=delivered, specs_ignored=specs_ignored)
+
+    async def _metrics_of(
+        self, document: JobDocument, definitions: DefinitionStore
+    ) -> dict[str, Metric]:
+        """The metrics a job measures: the ones this process remembers, the rest read."""
+        names = {m.metric for m in document.measurements}
+        metrics = {n: self._metrics[n] for n in names if n in self._metrics}
+        if len(metrics) < len(names):
+            metrics.update(await definitions.get_metrics(sorted(names - metrics.keys())))
+        return metrics
+
+    def _remember(self, metrics: dict[str, Metric]) -> None:
+        """Keep committed metric definitions for the next ingests (bounded)."""
+        if len(self._metrics) < _METRIC_CACHE_SIZE:
+            self._metrics.update(metrics)
 
     @staticmethod
     def _replay(existing: tuple[int, str], digest: str, key: str) -> IngestResult:
@@ -263,6 +258,16 @@ class JobService:
 def _unique_blobs(blobs: tuple[Blob, ...]) -> list[Blob]:
     """Blobs by identifier, the last one winning (lsst.verify may repeat shared blobs)."""
     return list({blob.identifier: blob for blob in blobs}.values())
+
+
+def _converted(draft: NewJob, document: JobDocument, metrics: dict[str, Metric]) -> NewJob:
+    """The job with its measurements in their metrics' units; refuses, before anything is
+    committed, points no series backend could hold (the id only shifts a point's time by
+    nanoseconds, so a draft id serves)."""
+    job = replace(draft, measurements=convert_measurements(document.measurements, metrics))
+    for point in points_for_job(_stored(0, job)):
+        validate_point(point)
+    return job
 
 
 def _stored(job_id: int, job: NewJob) -> StoredJob:

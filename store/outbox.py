@@ -19,9 +19,7 @@ class OutboxStore:
 
     async def add(self, job_id: int, due: datetime) -> None:
         """Queue a job's points, due for the sweep at ``due``."""
-        await self._session.execute(
-            _INSERT, {"job_id": job_id, "created_at": due, "attempts": 0, "next_attempt_at": due}
-        )
+        await self.add_many([job_id], due)
 
     async def add_many(self, job_ids: Sequence[int], due: datetime) -> None:
         if job_ids:
