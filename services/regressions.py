@@ -12,7 +12,6 @@ Pull-request builds are not series: they are compared with ``/compare``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
@@ -365,7 +364,6 @@ class DetectionScheduler:
         self._debounce_s = debounce_s
         self._poll_s = min(poll_s, max(debounce_s, 0.05))
         self._batch = batch
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Called before a flush: the delivery queues its work in batches, in the background.
         self.before_flush: Callable[[], Awaitable[None]] | None = None
@@ -414,9 +412,7 @@ class DetectionScheduler:
                 detected = evaluated = 0
             if detected or evaluated:
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+            await asyncio.sleep(self._poll_s)  # other processes queue work too: poll
 
     async def _detect_due(self, now: datetime | None) -> int:
         """One batch of due series: claimed, detected, deleted, in one transaction."""
